@@ -1,0 +1,272 @@
+//! Server side of authentication: password hashing, sessions, and the checks every server
+//! function starts with.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use axum::extract::ConnectInfo;
+use chrono::Utc;
+use password_hash::{rand_core::OsRng, SaltString};
+use sea_orm::{
+    sea_query::{Expr, ExprTrait, Func},
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+};
+use tower_sessions::Session;
+use uuid::Uuid;
+
+use super::{CurrentUser, Role};
+use crate::entities::{sessions, users};
+use crate::error::AppError;
+use crate::state::state;
+
+/// The session key holding the signed-in user's id (the session store indexes it).
+pub const USER_ID: &str = "user_id";
+const AUTH_AT: &str = "auth_at";
+const SEEN_AT: &str = "seen_at";
+/// How often an active session's idle deadline is pushed back (one store write at most).
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// argon2id at the OWASP recommendation: 19 MiB, 2 iterations, 1 lane.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes on a blocking thread: one hash takes tens of milliseconds.
+pub async fn hash_password(password: String) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        argon2()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "hashing task failed");
+        AppError::Internal
+    })?
+    .map_err(|e| {
+        tracing::error!(error = %e, "password hashing failed");
+        AppError::Internal
+    })
+}
+
+/// Verifies on a blocking thread; a malformed stored hash counts as a mismatch (and is logged).
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
+        Ok(parsed) => argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(e) => {
+            tracing::error!(error = %e, "stored password hash is malformed");
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Finds a user by username, ignoring case.
+pub async fn find_by_username<C: ConnectionTrait>(
+    db: &C,
+    username: &str,
+) -> Result<Option<users::Model>, AppError> {
+    Ok(users::Entity::find()
+        .filter(
+            Expr::expr(Func::lower(Expr::col(users::Column::Username)))
+                .eq(username.trim().to_ascii_lowercase()),
+        )
+        .one(db)
+        .await?)
+}
+
+impl From<users::Model> for CurrentUser {
+    fn from(user: users::Model) -> Self {
+        CurrentUser {
+            id: user.id,
+            role: Role::parse(&user.role).unwrap_or(Role::Client),
+            username: user.username,
+            display_name: user.display_name,
+        }
+    }
+}
+
+async fn session() -> Result<Session, AppError> {
+    leptos_axum::extract::<Session>().await.map_err(|e| {
+        tracing::error!(error = %e, "no session layer on this request");
+        AppError::Internal
+    })
+}
+
+async fn client_address() -> String {
+    match leptos_axum::extract::<ConnectInfo<SocketAddr>>().await {
+        Ok(ConnectInfo(addr)) => addr.ip().to_string(),
+        Err(_) => "unknown".to_owned(),
+    }
+}
+
+/// Checks the credentials (through the login throttle) and starts a fresh session.
+pub async fn sign_in(username: &str, password: &str) -> Result<CurrentUser, AppError> {
+    let mut missing = Vec::new();
+    if username.trim().is_empty() {
+        missing.push(crate::error::FieldError::new(
+            "username",
+            "Enter your username.",
+        ));
+    }
+    if password.is_empty() {
+        missing.push(crate::error::FieldError::new(
+            "password",
+            "Enter your password.",
+        ));
+    }
+    if !missing.is_empty() {
+        return Err(AppError::Validation(missing));
+    }
+    if password.chars().count() > crate::validate::PASSWORD_MAX {
+        return Err(AppError::InvalidCredentials);
+    }
+
+    let state = state()?;
+    let account = username.trim().to_ascii_lowercase();
+    let address = client_address().await;
+    if let Err(wait) = state.throttle.check(&account, &address, Instant::now()) {
+        return Err(AppError::TooManyAttempts {
+            retry_after_secs: wait.as_secs() + 1,
+        });
+    }
+
+    let user = find_by_username(&state.db, &account).await?;
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_hash.to_string());
+    let matches = verify_password(password.to_owned(), hash).await;
+    let user = match (user, matches) {
+        (Some(user), true) => user,
+        _ => {
+            state
+                .throttle
+                .record_failure(&account, &address, Instant::now());
+            tracing::info!(%address, "failed sign-in");
+            return Err(AppError::InvalidCredentials);
+        }
+    };
+    state.throttle.record_success(&account);
+
+    let session = session().await?;
+    session.clear().await;
+    session.cycle_id().await?;
+    let now = Utc::now().timestamp();
+    session.insert(USER_ID, user.id).await?;
+    session.insert(AUTH_AT, now).await?;
+    session.insert(SEEN_AT, now).await?;
+    tracing::info!(user = %user.id, "signed in");
+    Ok(user.into())
+}
+
+pub async fn sign_out() -> Result<(), AppError> {
+    session().await?.flush().await?;
+    Ok(())
+}
+
+/// The signed-in user of this request, if any. Ends the session when it is past its idle or
+/// absolute timeout, or when its user no longer exists.
+pub async fn optional_user() -> Result<Option<CurrentUser>, AppError> {
+    let state = state()?;
+    let session = session().await?;
+    let Some(user_id) = session.get::<Uuid>(USER_ID).await? else {
+        return Ok(None);
+    };
+    let now = Utc::now().timestamp();
+    let auth_at: i64 = session.get(AUTH_AT).await?.unwrap_or(0);
+    let seen_at: i64 = session.get(SEEN_AT).await?.unwrap_or(0);
+    let idle = state.sessions.idle_timeout.as_secs() as i64;
+    let absolute = state.sessions.absolute_timeout.as_secs() as i64;
+    if now - seen_at > idle || now - auth_at > absolute {
+        session.flush().await?;
+        return Ok(None);
+    }
+    let Some(user) = users::Entity::find_by_id(user_id).one(&state.db).await? else {
+        session.flush().await?;
+        return Ok(None);
+    };
+    if now - seen_at >= TOUCH_EVERY_SECS {
+        session.insert(SEEN_AT, now).await?;
+    }
+    Ok(Some(user.into()))
+}
+
+/// The signed-in user, or `Unauthorized`.
+pub async fn current_user() -> Result<CurrentUser, AppError> {
+    optional_user().await?.ok_or(AppError::Unauthorized)
+}
+
+/// The signed-in admin, or `Unauthorized` / `Forbidden`.
+pub async fn require_admin() -> Result<CurrentUser, AppError> {
+    let user = current_user().await?;
+    if user.role == Role::Admin {
+        Ok(user)
+    } else {
+        Err(AppError::Forbidden)
+    }
+}
+
+/// Ends every session of `user_id` (password reset, account deletion).
+pub async fn end_sessions_of<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<(), AppError> {
+    sessions::Entity::delete_many()
+        .filter(sessions::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// A redirect target is followed only if it stays on this site.
+pub fn is_local_path(path: &str) -> bool {
+    path.starts_with('/') && !path.starts_with("//") && !path.contains('\\')
+}
+
+/// Creates an account; used by admin bootstrap, demo seeding and the admin area.
+pub async fn insert_user<C: ConnectionTrait>(
+    db: &C,
+    username: &str,
+    display_name: &str,
+    role: Role,
+    password: &str,
+) -> Result<users::Model, AppError> {
+    use sea_orm::{ActiveModelTrait, Set};
+    let password_hash = hash_password(password.to_owned()).await?;
+    let model = users::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        username: Set(username.to_owned()),
+        display_name: Set(display_name.to_owned()),
+        role: Set(role.as_str().to_owned()),
+        password_hash: Set(password_hash),
+        created_at: Set(Utc::now()),
+    };
+    model.insert(db).await.map_err(|e| {
+        if matches!(
+            e.sql_err(),
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+        ) {
+            AppError::field("username", "This username is already taken.")
+        } else {
+            e.into()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_path;
+
+    #[test]
+    fn only_local_paths_are_redirect_targets() {
+        assert!(is_local_path("/admin/clients?page=2"));
+        assert!(!is_local_path("//evil.example"));
+        assert!(!is_local_path("https://evil.example"));
+        assert!(!is_local_path("/\\evil.example"));
+        assert!(!is_local_path(""));
+    }
+}

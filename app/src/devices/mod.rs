@@ -1,0 +1,175 @@
+//! Metered devices: admins create, edit, assign and delete them; clients see their own.
+
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::accounts::Page;
+use crate::error::AppError;
+
+mod pages;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+pub use pages::{DashboardPage, DevicePage, DevicesPage, NewDevicePage};
+
+/// Rows per page in the device list.
+pub const PER_PAGE: i64 = 25;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Owner {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// Also the meter's `sensor_id`.
+    pub id: Uuid,
+    pub description: String,
+    pub address: String,
+    pub max_power_kw: f64,
+    pub owner: Option<Owner>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which devices the admin list shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerFilter {
+    All,
+    Unassigned,
+    Client(Uuid),
+}
+
+impl OwnerFilter {
+    /// `all` (or empty), `unassigned`, or a client's id.
+    pub fn parse(value: &str) -> Result<OwnerFilter, AppError> {
+        match value.trim() {
+            "" | "all" => Ok(OwnerFilter::All),
+            "unassigned" => Ok(OwnerFilter::Unassigned),
+            other => crate::validate::uuid(other, "owner").map(OwnerFilter::Client),
+        }
+    }
+}
+
+#[server(prefix = "/api", endpoint = "list_devices")]
+pub async fn list_devices(
+    owner: Option<String>,
+    page: Option<i64>,
+) -> Result<Page<Device>, AppError> {
+    crate::auth::ssr::require_admin().await?;
+    let filter = OwnerFilter::parse(owner.as_deref().unwrap_or(""))?;
+    ssr::list(&crate::state::db()?, filter, page.unwrap_or(1)).await
+}
+
+/// One device: any for an admin, only their own for a client (another's is `NotFound`).
+#[server(prefix = "/api", endpoint = "get_device")]
+pub async fn get_device(id: String) -> Result<Device, AppError> {
+    let user = crate::auth::ssr::current_user().await?;
+    let id = crate::validate::uuid(&id, "id")?;
+    let device = ssr::get(&crate::state::db()?, id).await?;
+    let visible = user.role == crate::auth::Role::Admin
+        || device.owner.as_ref().is_some_and(|o| o.id == user.id);
+    if visible {
+        Ok(device)
+    } else {
+        Err(AppError::NotFound)
+    }
+}
+
+/// The signed-in user's own devices.
+#[server(prefix = "/api", endpoint = "list_my_devices")]
+pub async fn list_my_devices() -> Result<Vec<Device>, AppError> {
+    let user = crate::auth::ssr::current_user().await?;
+    ssr::owned_by(&crate::state::db()?, user.id).await
+}
+
+/// Creates a device (optionally assigned at once) and opens its page.
+#[server(prefix = "/api", endpoint = "create_device")]
+pub async fn create_device(
+    description: String,
+    address: String,
+    max_power_kw: String,
+    owner_id: Option<String>,
+) -> Result<Device, AppError> {
+    crate::auth::ssr::require_admin().await?;
+    let device = ssr::create(
+        &crate::state::db()?,
+        &description,
+        &address,
+        &max_power_kw,
+        owner_id.as_deref().unwrap_or(""),
+    )
+    .await?;
+    leptos_axum::redirect(&format!("/admin/devices/{}?created=1", device.id));
+    Ok(device)
+}
+
+#[server(prefix = "/api", endpoint = "update_device")]
+pub async fn update_device(
+    id: String,
+    description: String,
+    address: String,
+    max_power_kw: String,
+) -> Result<Device, AppError> {
+    crate::auth::ssr::require_admin().await?;
+    let id = crate::validate::uuid(&id, "id")?;
+    ssr::update(
+        &crate::state::db()?,
+        id,
+        &description,
+        &address,
+        &max_power_kw,
+    )
+    .await
+}
+
+/// Assigns the device to a client.
+#[server(prefix = "/api", endpoint = "assign_device")]
+pub async fn assign_device(id: String, client_id: String) -> Result<Device, AppError> {
+    crate::auth::ssr::require_admin().await?;
+    let id = crate::validate::uuid(&id, "id")?;
+    let client_id = crate::validate::uuid(&client_id, "client_id")?;
+    ssr::set_owner(&crate::state::db()?, id, Some(client_id)).await
+}
+
+#[server(prefix = "/api", endpoint = "unassign_device")]
+pub async fn unassign_device(id: String) -> Result<Device, AppError> {
+    crate::auth::ssr::require_admin().await?;
+    let id = crate::validate::uuid(&id, "id")?;
+    ssr::set_owner(&crate::state::db()?, id, None).await
+}
+
+#[server(prefix = "/api", endpoint = "delete_device")]
+pub async fn delete_device(id: String) -> Result<(), AppError> {
+    crate::auth::ssr::require_admin().await?;
+    let id = crate::validate::uuid(&id, "id")?;
+    ssr::delete(&crate::state::db()?, id).await?;
+    leptos_axum::redirect("/admin/devices?deleted=1");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_filter_parses() {
+        assert_eq!(OwnerFilter::parse("").unwrap(), OwnerFilter::All);
+        assert_eq!(
+            OwnerFilter::parse("unassigned").unwrap(),
+            OwnerFilter::Unassigned
+        );
+        let id = Uuid::new_v4();
+        assert_eq!(
+            OwnerFilter::parse(&id.to_string()).unwrap(),
+            OwnerFilter::Client(id)
+        );
+        assert!(matches!(
+            OwnerFilter::parse("bogus"),
+            Err(AppError::Validation(_))
+        ));
+    }
+}

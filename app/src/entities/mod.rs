@@ -1,0 +1,5 @@
+//! sea-orm entities: server-only, never compiled into the browser bundle.
+
+pub mod devices;
+pub mod sessions;
+pub mod users;

@@ -1,0 +1,195 @@
+//! Small pieces every page uses: header, error and empty states, field messages, paging.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+use crate::auth::{use_auth, Role};
+use crate::error::AppError;
+
+/// Percent-encodes a query-string component.
+pub fn encode_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Sets the HTTP status of the page being rendered on the server (no-op in the browser).
+pub fn set_page_status(_status: u16) {
+    #[cfg(feature = "ssr")]
+    if let (Some(options), Ok(status)) = (
+        use_context::<leptos_axum::ResponseOptions>(),
+        http::StatusCode::from_u16(_status),
+    ) {
+        options.set_status(status);
+    }
+}
+
+#[component]
+pub fn Header() -> impl IntoView {
+    let auth = use_auth();
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">
+                <span class="logo" aria-hidden="true">"⚡"</span>
+                " Energy Utility"
+            </a>
+            <Transition>
+                {move || Suspend::new(async move {
+                    auth.user.await.ok().flatten().map(|user| {
+                        let links = match user.role {
+                            Role::Admin => view! {
+                                <A href="/admin/clients">"Clients"</A>
+                                <A href="/admin/devices">"Devices"</A>
+                            }
+                                .into_any(),
+                            Role::Client => view! { <A href="/dashboard">"My devices"</A> }.into_any(),
+                        };
+                        view! {
+                            <nav class="mainnav">{links}</nav>
+                            <div class="whoami">
+                                <span class="user-name">{user.display_name.clone()}</span>
+                                <span class="badge">{user.role.as_str()}</span>
+                                <ActionForm action=auth.logout>
+                                    <button type="submit" class="link">"Sign out"</button>
+                                </ActionForm>
+                            </div>
+                        }
+                    })
+                })}
+            </Transition>
+        </header>
+    }
+}
+
+/// A failed request, in words the user can act on.
+#[component]
+pub fn ErrorBox(error: AppError) -> impl IntoView {
+    let hint = match &error {
+        AppError::Unauthorized => Some(view! { <a href="/login">"Sign in"</a> }),
+        _ => None,
+    };
+    view! {
+        <div class="form-error" role="alert">
+            <span>{error.to_string()}</span>
+            " "
+            {hint}
+        </div>
+    }
+}
+
+/// The message for one form field, taken from the form's last error.
+#[component]
+pub fn FieldMessage(error: Signal<Option<AppError>>, field: &'static str) -> impl IntoView {
+    move || {
+        error
+            .get()
+            .and_then(|e| e.field_message(field))
+            .map(|message| {
+                view! {
+                    <p class="field-error" data-field=field>
+                        {message}
+                    </p>
+                }
+            })
+    }
+}
+
+/// The form-level message for errors that are not about one field.
+#[component]
+pub fn FormMessage(error: Signal<Option<AppError>>) -> impl IntoView {
+    move || {
+        error.get().map(|e| {
+            view! {
+                <p class="form-error" role="alert">
+                    {e.to_string()}
+                </p>
+            }
+        })
+    }
+}
+
+#[component]
+pub fn NotAllowed() -> impl IntoView {
+    set_page_status(403);
+    view! {
+        <section class="card narrow">
+            <h1>"Not allowed"</h1>
+            <p>"Your account does not have access to this page."</p>
+            <p><a href="/">"Go to your home page"</a></p>
+        </section>
+    }
+}
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    set_page_status(404);
+    view! {
+        <section class="card narrow">
+            <h1>"Page not found"</h1>
+            <p>"There is nothing at this address."</p>
+            <p><a href="/">"Go to your home page"</a></p>
+        </section>
+    }
+}
+
+/// Previous / next links for a paged list; `href` builds the link for a page number.
+#[component]
+pub fn Pager(
+    page: i64,
+    pages: i64,
+    total: i64,
+    href: impl Fn(i64) -> String + Send + Sync + 'static,
+) -> impl IntoView {
+    let prev = (page > 1).then(|| href(page - 1));
+    let next = (page < pages).then(|| href(page + 1));
+    view! {
+        <nav class="pager" aria-label="Pages">
+            {prev.map(|h| view! { <A href=h>"← Previous"</A> })}
+            <span class="muted">{format!("Page {page} of {} · {total} in all", pages.max(1))}</span>
+            {next.map(|h| view! { <A href=h>"Next →"</A> })}
+        </nav>
+    }
+}
+
+/// A device or account id, with a button that copies it to the clipboard.
+#[component]
+pub fn CopyId(id: String) -> impl IntoView {
+    let status = RwSignal::new(None::<&'static str>);
+    let value = id.clone();
+    let copy = move |_| {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let value = value.clone();
+            leptos::task::spawn_local(async move {
+                let result = match web_sys::window() {
+                    Some(window) => {
+                        let promise = window.navigator().clipboard().write_text(&value);
+                        wasm_bindgen_futures::JsFuture::from(promise).await.is_ok()
+                    }
+                    None => false,
+                };
+                status.set(Some(if result {
+                    "Copied"
+                } else {
+                    "Copy failed: select the id and copy it"
+                }));
+            });
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = &value;
+    };
+    view! {
+        <span class="copy-id">
+            <code class="uuid" data-testid="device-id">{id}</code>
+            <button type="button" class="small" on:click=copy>"Copy"</button>
+            <span class="muted copy-status" aria-live="polite">{move || status.get()}</span>
+        </span>
+    }
+}

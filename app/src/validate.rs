@@ -1,0 +1,182 @@
+//! Input rules shared by forms and server functions. Each returns the cleaned value or a
+//! message meant for the person who typed the input.
+
+use crate::error::{AppError, FieldError};
+
+pub const USERNAME_MAX: usize = 64;
+pub const DISPLAY_NAME_MAX: usize = 100;
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 128;
+pub const TEXT_MAX: usize = 200;
+/// Larger than any single metered connection a utility serves (1 GW).
+pub const MAX_POWER_LIMIT_KW: f64 = 1_000_000.0;
+
+/// Usernames are ASCII letters, digits and `. _ - @`, so that case-insensitive uniqueness means
+/// the same thing on every database.
+pub fn username(input: &str) -> Result<String, String> {
+    let value = input.trim();
+    if value.is_empty() {
+        return Err("Username is required.".into());
+    }
+    if value.len() < 3 {
+        return Err("Username must be at least 3 characters.".into());
+    }
+    if value.len() > USERNAME_MAX {
+        return Err(format!(
+            "Username must be at most {USERNAME_MAX} characters."
+        ));
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+    {
+        return Err("Username may contain only letters, digits and . _ - @".into());
+    }
+    Ok(value.to_owned())
+}
+
+pub fn display_name(input: &str) -> Result<String, String> {
+    required_text(input, "Display name", DISPLAY_NAME_MAX)
+}
+
+pub fn description(input: &str) -> Result<String, String> {
+    required_text(input, "Description", TEXT_MAX)
+}
+
+pub fn address(input: &str) -> Result<String, String> {
+    required_text(input, "Address", TEXT_MAX)
+}
+
+fn required_text(input: &str, label: &str, max: usize) -> Result<String, String> {
+    let value = input.trim();
+    if value.is_empty() {
+        return Err(format!("{label} is required."));
+    }
+    if value.chars().count() > max {
+        return Err(format!("{label} must be at most {max} characters."));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{label} must not contain control characters."));
+    }
+    Ok(value.to_owned())
+}
+
+/// Passwords are taken as typed (no trimming): length is counted in characters.
+pub fn password(input: &str) -> Result<String, String> {
+    let len = input.chars().count();
+    if len < PASSWORD_MIN {
+        return Err(format!(
+            "Password must be at least {PASSWORD_MIN} characters."
+        ));
+    }
+    if len > PASSWORD_MAX {
+        return Err(format!(
+            "Password must be at most {PASSWORD_MAX} characters."
+        ));
+    }
+    Ok(input.to_owned())
+}
+
+/// `max_power_kw` arrives as text from a form; it must be a positive finite number of kW.
+pub fn max_power_kw(input: &str) -> Result<f64, String> {
+    let value = input.trim();
+    if value.is_empty() {
+        return Err("Maximum power is required.".into());
+    }
+    let parsed: f64 = value
+        .parse()
+        .map_err(|_| "Maximum power must be a number, for example 3.5.".to_string())?;
+    if !parsed.is_finite() || parsed <= 0.0 {
+        return Err("Maximum power must be a positive number of kW.".into());
+    }
+    if parsed > MAX_POWER_LIMIT_KW {
+        return Err(format!(
+            "Maximum power must be at most {MAX_POWER_LIMIT_KW} kW."
+        ));
+    }
+    Ok(parsed)
+}
+
+/// An id typed or passed in a URL; `field` names it in the error.
+pub fn uuid(input: &str, field: &str) -> Result<uuid::Uuid, AppError> {
+    uuid::Uuid::parse_str(input.trim()).map_err(|_| AppError::field(field, "Not a valid id."))
+}
+
+/// Collects field errors so a form can show all of them at once.
+#[derive(Default)]
+pub struct Fields(Vec<FieldError>);
+
+impl Fields {
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.0.push(FieldError::new(field, message));
+                None
+            }
+        }
+    }
+
+    /// `Err` with every collected message, or `Ok` if there were none.
+    pub fn finish(self) -> Result<(), AppError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Validation(self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_rules() {
+        assert_eq!(username("  Alice.B  ").unwrap(), "Alice.B");
+        assert!(username("").is_err());
+        assert!(username("ab").is_err());
+        assert!(username("has space").is_err());
+        assert!(username("ünïcode").is_err());
+        assert!(username(&"a".repeat(USERNAME_MAX + 1)).is_err());
+        assert!(username("meter-ops@utility.example").is_ok());
+    }
+
+    #[test]
+    fn password_allows_64_and_refuses_short() {
+        assert!(password("short").is_err());
+        assert!(password("12345678").is_ok());
+        assert!(password(&"p".repeat(64)).is_ok());
+        assert!(password(&"p".repeat(PASSWORD_MAX + 1)).is_err());
+        assert_eq!(password(" spaced out ").unwrap(), " spaced out ");
+    }
+
+    #[test]
+    fn max_power_must_be_positive_finite() {
+        assert_eq!(max_power_kw(" 3.5 ").unwrap(), 3.5);
+        for bad in ["", "abc", "0", "-1", "NaN", "inf", "-inf", "1e300", "1,5"] {
+            assert!(max_power_kw(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn text_fields_are_trimmed_and_bounded() {
+        assert_eq!(description("  Heat pump ").unwrap(), "Heat pump");
+        assert!(description("   ").is_err());
+        assert!(address(&"x".repeat(TEXT_MAX + 1)).is_err());
+        assert!(address(&"é".repeat(TEXT_MAX)).is_ok());
+        assert!(display_name("tab\there").is_err());
+    }
+
+    #[test]
+    fn fields_collects_every_message() {
+        let mut fields = Fields::default();
+        assert!(fields.check("a", username("")).is_none());
+        assert!(fields.check("b", max_power_kw("x")).is_none());
+        assert_eq!(fields.check("c", address("ok")).as_deref(), Some("ok"));
+        match fields.finish() {
+            Err(AppError::Validation(errors)) => assert_eq!(errors.len(), 2),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The Energy Utility Platform server as a library: `main` is a thin wrapper, and integration
+//! tests build the same [`startup::Application`] on a port of their own.
+
+pub mod api_status;
+pub mod bootstrap;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod origin;
+pub mod session_store;
+pub mod startup;
+
+pub use config::{Cli, Command, Config};
+pub use startup::Application;

@@ -1,0 +1,72 @@
+use std::io::BufRead;
+
+use clap::Parser;
+use server::{bootstrap, db, Application, Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let url = db::resolve_url(config.database_url.as_deref())?;
+            db::connect_and_migrate(&url).await?;
+            println!("Database is up to date.");
+            Ok(())
+        }
+        Command::CreateAdmin {
+            username,
+            display_name,
+        } => {
+            let password = match config.admin_password.clone() {
+                Some(p) => p,
+                None => {
+                    eprintln!("Password for {username} (one line on standard input):");
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let url = db::resolve_url(config.database_url.as_deref())?;
+            let db = db::connect_and_migrate(&url).await?;
+            let display_name = display_name.unwrap_or_else(|| username.clone());
+            let admin = bootstrap::create_admin(&db, &username, &display_name, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create admin: {e}"))?;
+            println!("Created admin {} ({}).", admin.username, admin.id);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: server::Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    let url = format!("http://{}", app.state().leptos_options.site_addr);
+    println!("Energy Utility Platform listening on {url}");
+    if !app.demo_logins().is_empty() {
+        println!("Demo accounts (passwords are new on every start):");
+        for login in app.demo_logins() {
+            println!(
+                "  {:<6} {:<12} password {}",
+                login.role.as_str(),
+                login.username,
+                login.password
+            );
+        }
+        println!("Sign in at {url}/login");
+    }
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    app.run_until_stopped(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! tower-sessions records stored in the application database (both backends), through sea-orm
+//! so that the workspace keeps a single sqlx.
+
+use app::auth::ssr::USER_ID;
+use app::entities::sessions;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    sea_query::OnConflict, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct DbSessionStore {
+    db: DatabaseConnection,
+}
+
+impl DbSessionStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Deletes expired sessions; returns how many.
+    pub async fn delete_expired(&self) -> Result<u64, sea_orm::DbErr> {
+        let result = sessions::Entity::delete_many()
+            .filter(sessions::Column::ExpiresAt.lte(Utc::now()))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
+    }
+}
+
+fn backend(err: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(err.to_string())
+}
+
+fn to_model(record: &Record) -> session_store::Result<sessions::ActiveModel> {
+    let data =
+        serde_json::to_string(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+    let user_id = record
+        .data
+        .get(USER_ID)
+        .and_then(|v| serde_json::from_value::<Uuid>(v.clone()).ok());
+    let expiry = record.expiry_date;
+    let expires_at = DateTime::<Utc>::from_timestamp(expiry.unix_timestamp(), expiry.nanosecond())
+        .ok_or_else(|| session_store::Error::Encode("expiry out of range".into()))?;
+    Ok(sessions::ActiveModel {
+        id: Set(record.id.to_string()),
+        user_id: Set(user_id),
+        data: Set(data),
+        expires_at: Set(expires_at),
+    })
+}
+
+#[async_trait]
+impl SessionStore for DbSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        // A 128-bit random id practically never collides; if it does, draw another.
+        loop {
+            let model = to_model(record)?;
+            match sessions::Entity::insert(model).exec(&self.db).await {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if matches!(
+                        e.sql_err(),
+                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                    ) =>
+                {
+                    record.id = Id::default();
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        sessions::Entity::insert(to_model(record)?)
+            .on_conflict(
+                OnConflict::column(sessions::Column::Id)
+                    .update_columns([
+                        sessions::Column::UserId,
+                        sessions::Column::Data,
+                        sessions::Column::ExpiresAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let row = sessions::Entity::find_by_id(id.to_string())
+            .filter(sessions::Column::ExpiresAt.gt(Utc::now()))
+            .one(&self.db)
+            .await
+            .map_err(backend)?;
+        row.map(|row| {
+            serde_json::from_str(&row.data).map_err(|e| session_store::Error::Decode(e.to_string()))
+        })
+        .transpose()
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        sessions::Entity::delete_by_id(id.to_string())
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}

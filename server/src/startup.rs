@@ -1,0 +1,226 @@
+//! Building and running the application: database, sessions, routes and middleware.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::auth::throttle::LoginThrottle;
+use app::state::{AppState, SessionSettings};
+use app::{shell, App};
+use axum::{
+    extract::Request,
+    http::{header, HeaderValue},
+    middleware::{self, Next},
+    response::Response,
+    routing::get,
+    Router,
+};
+use leptos::config::{Env, LeptosOptions};
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use tower_sessions::{cookie::SameSite, session::Expiry, SessionManagerLayer};
+
+use crate::bootstrap::{self, DemoLogin};
+use crate::config::Config;
+use crate::origin::{self, AllowedOrigins};
+use crate::session_store::DbSessionStore;
+use crate::{api_status, db, health};
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    store: DbSessionStore,
+    origins: AllowedOrigins,
+    demo_logins: Vec<DemoLogin>,
+}
+
+impl Application {
+    /// Connects and migrates the database, creates the configured accounts, and binds the
+    /// listener (port 0 picks a free one).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let url = db::resolve_url(config.database_url.as_deref())?;
+        let db = db::connect_and_migrate(&url).await?;
+        bootstrap::ensure_admin(
+            &db,
+            config.admin_username.as_deref(),
+            config.admin_password.as_deref(),
+        )
+        .await?;
+        let demo_logins = if config.demo {
+            bootstrap::seed_demo(&db).await?
+        } else {
+            Vec::new()
+        };
+
+        let listener = TcpListener::bind(config.site_addr).await?;
+        let addr = listener.local_addr()?;
+        let origins = AllowedOrigins::new(if config.site_origins.is_empty() {
+            default_origins(addr)
+        } else {
+            config.site_origins.clone()
+        });
+        let leptos_options = LeptosOptions::builder()
+            .output_name(config.output_name.as_str())
+            .site_root(config.site_root.as_str())
+            .site_pkg_dir("pkg")
+            .site_addr(addr)
+            .reload_port(config.reload_port)
+            .env(if config.leptos_env.eq_ignore_ascii_case("dev") {
+                Env::DEV
+            } else {
+                Env::PROD
+            })
+            .build();
+        let state = AppState {
+            db: db.clone(),
+            leptos_options,
+            sessions: SessionSettings {
+                idle_timeout: config.idle_timeout(),
+                absolute_timeout: config.absolute_timeout(),
+            },
+            throttle: Arc::new(LoginThrottle::default()),
+            dummy_hash: app::auth::ssr::hash_password(uuid::Uuid::new_v4().to_string())
+                .await?
+                .into(),
+        };
+        let store = DbSessionStore::new(db);
+        let secure = config.cookie_secure.unwrap_or_else(|| origins.any_https());
+        let router = router(
+            state.clone(),
+            store.clone(),
+            origins.clone(),
+            &config,
+            secure,
+        );
+        Ok(Self {
+            listener,
+            router,
+            state,
+            store,
+            origins,
+            demo_logins,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn origins(&self) -> &[String] {
+        self.origins.as_slice()
+    }
+
+    /// The demo accounts' passwords for this run (empty unless `DEMO` is on).
+    pub fn demo_logins(&self) -> &[DemoLogin] {
+        &self.demo_logins
+    }
+
+    /// Serves until `shutdown` completes, sweeping expired sessions meanwhile.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let store = self.store.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            loop {
+                tick.tick().await;
+                match store.delete_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(n, "expired sessions deleted"),
+                    Err(e) => tracing::warn!(error = %e, "could not delete expired sessions"),
+                }
+            }
+        });
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        sweeper.abort();
+        result
+    }
+}
+
+/// Without `SITE_ORIGINS`, the site is its own origin; on loopback both spellings of it count.
+fn default_origins(addr: SocketAddr) -> Vec<String> {
+    let port = addr.port();
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        origins.push(format!("http://localhost:{port}"));
+        origins.push(format!("http://127.0.0.1:{port}"));
+    }
+    origins
+}
+
+fn router(
+    state: AppState,
+    store: DbSessionStore,
+    origins: AllowedOrigins,
+    config: &Config,
+    secure: bool,
+) -> Router {
+    let routes = generate_route_list(App);
+    let context = {
+        let state = state.clone();
+        move || provide_context(state.clone())
+    };
+    let shell = {
+        let options = state.leptos_options.clone();
+        move || shell(options.clone())
+    };
+    let sessions = SessionManagerLayer::new(store)
+        .with_name("energy_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(secure)
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+            config.session_idle_timeout_secs as i64,
+        )));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .leptos_routes_with_context(&state, routes, context.clone(), shell)
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, shell_fn))
+        .layer(middleware::from_fn(api_status::map_error_status))
+        .layer(middleware::from_fn(no_store_for_pages))
+        .layer(sessions)
+        .layer(middleware::from_fn_with_state(
+            origins,
+            origin::check_origin,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+fn shell_fn(options: LeptosOptions) -> impl leptos::IntoView {
+    shell(options)
+}
+
+/// Pages and API answers are private to the signed-in user: nothing but the static bundle may
+/// be cached, so the back button after sign-out shows nothing private.
+async fn no_store_for_pages(request: Request, next: Next) -> Response {
+    let is_static = {
+        let path = request.uri().path();
+        path.starts_with("/pkg/") || path == "/favicon.svg" || path == "/favicon.ico"
+    };
+    let mut response = next.run(request).await;
+    if !is_static {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}

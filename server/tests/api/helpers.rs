@@ -1,0 +1,335 @@
+//! Spawns the real application per test, on a fresh SQLite file or a fresh PostgreSQL database,
+//! and talks to it over HTTP.
+
+use std::path::PathBuf;
+
+use reqwest::{header, redirect, StatusCode};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::Value;
+use server::{Application, Config};
+use uuid::Uuid;
+
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+pub const PASSWORD: &str = "client-password-1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests create their databases on.
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn postgres_url_for(name: &str) -> String {
+    let admin = postgres_admin_url();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db: DatabaseConnection,
+    sqlite_file: Option<PathBuf>,
+    postgres_db: Option<String>,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// A fresh database for `backend`: its URL, and what to remove afterwards.
+async fn fresh_database(backend: Backend) -> (String, Option<PathBuf>, Option<String>) {
+    match backend {
+        Backend::Sqlite => {
+            let path = std::env::temp_dir().join(format!("energy-test-{}.db", Uuid::new_v4()));
+            (
+                format!("sqlite://{}?mode=rwc", path.display()),
+                Some(path),
+                None,
+            )
+        }
+        Backend::Postgres => {
+            let name = format!("energy_test_{}", Uuid::new_v4().simple());
+            let admin = Database::connect(postgres_admin_url())
+                .await
+                .expect("PostgreSQL must be running for the integration tests");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            (postgres_url_for(&name), None, Some(name))
+        }
+    }
+}
+
+/// Spawns the app after `configure` has adjusted its configuration.
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let (url, sqlite_file, postgres_db) = fresh_database(backend).await;
+    let mut config = Config::for_database(url);
+    config.admin_username = Some(ADMIN.into());
+    config.admin_password = Some(ADMIN_PASSWORD.into());
+    configure(&mut config);
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let db = app.state().db.clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        address,
+        db,
+        sqlite_file,
+        postgres_db,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(path) = self.sqlite_file.take() {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+        if let Some(name) = self.postgres_db.take() {
+            // The app's pool is still open: FORCE ends its connections.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    if let Ok(admin) = Database::connect(postgres_admin_url()).await {
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// The answer to a server function call.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The application error in the body, by variant name (`"Unauthorized"`, `"Validation"`...).
+    pub fn error_kind(&self) -> Option<String> {
+        match &self.body {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(map) if map.len() == 1 => map.keys().next().cloned(),
+            _ => None,
+        }
+    }
+
+    /// The messages of a validation error, by field.
+    pub fn field_errors(&self) -> Vec<(String, String)> {
+        self.body["Validation"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["field"].as_str().unwrap_or_default().to_owned(),
+                            e["message"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn location(&self) -> Option<&str> {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert!(self.status.is_success(), "expected success, got {self:?}");
+        self.body
+    }
+}
+
+/// One browser-like user agent: its own cookie jar, redirects not followed.
+pub struct Agent {
+    pub http: reqwest::Client,
+    pub address: String,
+}
+
+impl TestApp {
+    pub fn agent(&self) -> Agent {
+        Agent {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(redirect::Policy::none())
+                .build()
+                .expect("client"),
+            address: self.address.clone(),
+        }
+    }
+
+    /// A signed-in agent; panics if the credentials are refused.
+    pub async fn login(&self, username: &str, password: &str) -> Agent {
+        let agent = self.agent();
+        let reply = agent
+            .call("login", &[("username", username), ("password", password)])
+            .await;
+        assert!(
+            reply.status.is_success(),
+            "login of {username} failed: {reply:?}"
+        );
+        agent
+    }
+
+    pub async fn admin(&self) -> Agent {
+        self.login(ADMIN, ADMIN_PASSWORD).await
+    }
+
+    /// Creates a client account through the admin API; returns its id.
+    pub async fn create_client(&self, admin: &Agent, username: &str) -> Uuid {
+        let body = admin
+            .call(
+                "create_account",
+                &[
+                    ("username", username),
+                    ("display_name", &format!("{username} display")),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await
+            .ok();
+        body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("account id")
+    }
+
+    /// Creates a device through the admin API, assigned to `owner` if given; returns its id.
+    pub async fn create_device(
+        &self,
+        admin: &Agent,
+        description: &str,
+        owner: Option<Uuid>,
+    ) -> Uuid {
+        let owner = owner.map(|o| o.to_string()).unwrap_or_default();
+        let body = admin
+            .call(
+                "create_device",
+                &[
+                    ("description", description),
+                    ("address", "1 Test Street"),
+                    ("max_power_kw", "3.5"),
+                    ("owner_id", &owner),
+                ],
+            )
+            .await
+            .ok();
+        body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("device id")
+    }
+}
+
+impl Agent {
+    /// Calls the server function at `/api/{endpoint}` with form-encoded arguments.
+    pub async fn call(&self, endpoint: &str, args: &[(&str, &str)]) -> Reply {
+        self.call_with(endpoint, args, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        endpoint: &str,
+        args: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}/api/{endpoint}", self.address))
+            .form(args);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GETs a page as a browser navigation would (Accept: text/html).
+    pub async fn page(&self, path: &str) -> (StatusCode, header::HeaderMap, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.address))
+            .header(header::ACCEPT, "text/html")
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.expect("body"))
+    }
+
+    /// The signed-in user's username, or `None` when anonymous.
+    pub async fn whoami(&self) -> Option<String> {
+        let body = self.call("get_current_user", &[]).await.ok();
+        body["username"].as_str().map(str::to_owned)
+    }
+
+    /// The value of the session cookie this agent would send.
+    pub fn session_cookie(&self, set_cookie_from: &Reply) -> Option<String> {
+        set_cookie_from
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("energy_session="))
+            .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+    }
+}
+
+/// Runs each named `async fn name(backend: Backend)` as a test on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

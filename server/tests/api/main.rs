@@ -1,0 +1,11 @@
+//! Integration tests: the real application on a real database (SQLite and PostgreSQL), driven
+//! over HTTP like a browser or API client would.
+
+mod helpers;
+
+mod accounts;
+mod auth;
+mod devices;
+mod health;
+mod pages;
+mod security;

@@ -1,0 +1,323 @@
+use std::collections::BTreeSet;
+
+use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
+
+use crate::helpers::{spawn_app, Agent, Backend, TestApp, ADMIN, PASSWORD};
+
+crate::on_both_backends!(
+    every_server_function_is_in_the_authorization_matrix_and_behaves_as_it_says,
+    client_cannot_read_or_change_another_clients_device,
+    state_changes_from_another_origin_are_refused,
+    database_errors_reach_the_browser_only_as_a_generic_message,
+);
+
+/// What a caller of a given role gets from a server function.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    Allowed,
+    Unauthorized,
+    Forbidden,
+    /// A failed login: the function is public, the credentials are wrong.
+    BadCredentials,
+}
+use Expect::*;
+
+/// Fixtures the matrix rows refer to.
+struct World {
+    own_device: String,
+    spare_device: String,
+    client: String,
+    spare_client: String,
+    spare_account: String,
+}
+
+impl World {
+    async fn new(app: &TestApp, admin: &Agent) -> World {
+        let client = app.create_client(admin, "matrix-client").await;
+        let spare_client = app.create_client(admin, "matrix-spare").await;
+        let own_device = app.create_device(admin, "Own device", Some(client)).await;
+        let spare_device = app.create_device(admin, "Spare device", None).await;
+        World {
+            own_device: own_device.to_string(),
+            spare_device: spare_device.to_string(),
+            client: client.to_string(),
+            spare_client: spare_client.to_string(),
+            spare_account: String::new(),
+        }
+    }
+}
+
+/// Every server function: its arguments (which succeed for an allowed caller) and the outcome
+/// for an anonymous visitor, a client, and an admin.
+fn matrix(w: &World) -> Vec<(&'static str, Vec<(&'static str, String)>, [Expect; 3])> {
+    let s = |v: &str| v.to_string();
+    vec![
+        (
+            "login",
+            vec![("username", s(ADMIN)), ("password", s("wrong-password"))],
+            [BadCredentials; 3],
+        ),
+        ("logout", vec![], [Allowed; 3]),
+        ("get_current_user", vec![], [Allowed; 3]),
+        (
+            "list_accounts",
+            vec![("q", s("matrix"))],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "get_account",
+            vec![("id", w.client.clone())],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "create_account",
+            vec![
+                ("username", s("matrix-new")),
+                ("display_name", s("New")),
+                ("password", s(PASSWORD)),
+            ],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "update_account",
+            vec![
+                ("id", w.spare_client.clone()),
+                ("username", s("matrix-spare")),
+                ("display_name", s("Renamed")),
+            ],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "delete_account",
+            vec![("id", w.spare_account.clone())],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "list_client_options",
+            vec![],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "list_devices",
+            vec![("owner", s("all"))],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "get_device",
+            vec![("id", w.own_device.clone())],
+            [Unauthorized, Allowed, Allowed],
+        ),
+        ("list_my_devices", vec![], [Unauthorized, Allowed, Allowed]),
+        (
+            "create_device",
+            vec![
+                ("description", s("New")),
+                ("address", s("Somewhere")),
+                ("max_power_kw", s("2")),
+            ],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "update_device",
+            vec![
+                ("id", w.spare_device.clone()),
+                ("description", s("Renamed")),
+                ("address", s("Elsewhere")),
+                ("max_power_kw", s("4")),
+            ],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "assign_device",
+            vec![
+                ("id", w.spare_device.clone()),
+                ("client_id", w.spare_client.clone()),
+            ],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "unassign_device",
+            vec![("id", w.spare_device.clone())],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "delete_device",
+            vec![("id", w.spare_device.clone())],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+    ]
+}
+
+async fn every_server_function_is_in_the_authorization_matrix_and_behaves_as_it_says(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let mut world = World::new(&app, &admin).await;
+
+    let registered: BTreeSet<String> = leptos::server_fn::axum::server_fn_paths()
+        .map(|(path, _)| path.trim_start_matches("/api/").to_string())
+        .collect();
+    let listed: BTreeSet<String> = matrix(&world)
+        .iter()
+        .map(|(name, ..)| name.to_string())
+        .collect();
+    assert_eq!(
+        registered, listed,
+        "every server function must be in the authorization matrix (and only those)"
+    );
+
+    for (name, _, expected) in matrix(&world) {
+        // Fresh identities per row, so that logout or deletions in one row affect no other.
+        if name == "delete_account" {
+            world.spare_account = app.create_client(&admin, "matrix-doomed").await.to_string();
+        }
+        let row = matrix(&world)
+            .into_iter()
+            .find(|(n, ..)| *n == name)
+            .expect("row");
+        let args: Vec<(&str, &str)> = row.1.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let callers = [
+            app.agent(),
+            app.login("matrix-client", PASSWORD).await,
+            app.admin().await,
+        ];
+        for (caller, (role, expect)) in callers
+            .iter()
+            .zip(["anonymous", "client", "admin"].into_iter().zip(expected))
+        {
+            let reply = caller.call(name, &args).await;
+            let outcome = match (reply.status, reply.error_kind().as_deref()) {
+                (s, _) if s.is_success() => Allowed,
+                (StatusCode::UNAUTHORIZED, Some("Unauthorized")) => Unauthorized,
+                (StatusCode::FORBIDDEN, Some("Forbidden")) => Forbidden,
+                (StatusCode::UNAUTHORIZED, Some("InvalidCredentials")) => BadCredentials,
+                _ => panic!("{name} as {role}: unexpected {reply:?}"),
+            };
+            assert_eq!(outcome, expect, "{name} as {role}: {reply:?}");
+        }
+    }
+}
+
+async fn client_cannot_read_or_change_another_clients_device(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let alice = app.create_client(&admin, "alice").await;
+    let bob = app.create_client(&admin, "bob").await;
+    let alices = app
+        .create_device(&admin, "Alice's heat pump", Some(alice))
+        .await;
+    let bobs = app.create_device(&admin, "Bob's oven", Some(bob)).await;
+    let alice_agent = app.login("alice", PASSWORD).await;
+
+    let own = alice_agent
+        .call("get_device", &[("id", &alices.to_string())])
+        .await;
+    assert_eq!(own.ok()["description"], "Alice's heat pump");
+
+    // Another client's device looks exactly like one that does not exist.
+    let other = alice_agent
+        .call("get_device", &[("id", &bobs.to_string())])
+        .await;
+    assert_eq!(
+        (other.status, other.error_kind().as_deref()),
+        (StatusCode::NOT_FOUND, Some("NotFound"))
+    );
+    let missing = alice_agent
+        .call("get_device", &[("id", &uuid::Uuid::new_v4().to_string())])
+        .await;
+    assert_eq!(missing.body, other.body);
+
+    let bobs_id = bobs.to_string();
+    let alice_id = alice.to_string();
+    let attempts: [(&str, Vec<(&str, &str)>); 4] = [
+        (
+            "update_device",
+            vec![
+                ("id", &bobs_id),
+                ("description", "Mine now"),
+                ("address", "x"),
+                ("max_power_kw", "1"),
+            ],
+        ),
+        (
+            "assign_device",
+            vec![("id", &bobs_id), ("client_id", &alice_id)],
+        ),
+        ("unassign_device", vec![("id", &bobs_id)]),
+        ("delete_device", vec![("id", &bobs_id)]),
+    ];
+    for (name, args) in attempts {
+        let reply = alice_agent.call(name, &args).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{name}: {reply:?}");
+    }
+    let mine = alice_agent.call("list_my_devices", &[]).await.ok();
+    let descriptions: Vec<_> = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["description"].clone())
+        .collect();
+    assert_eq!(descriptions, ["Alice's heat pump"]);
+
+    let still_bobs = admin.call("get_device", &[("id", &bobs_id)]).await.ok();
+    assert_eq!(still_bobs["description"], "Bob's oven");
+    assert_eq!(still_bobs["owner"]["username"], "bob");
+}
+
+async fn state_changes_from_another_origin_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let args = [
+        ("username", "mallory"),
+        ("display_name", "Mallory"),
+        ("password", PASSWORD),
+    ];
+
+    let forged = admin
+        .call_with(
+            "create_account",
+            &args,
+            &[
+                ("Origin", "http://evil.example"),
+                ("Sec-Fetch-Site", "cross-site"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let no_origin_cross_site = admin
+        .call_with("create_account", &args, &[("Sec-Fetch-Site", "cross-site")])
+        .await;
+    assert_eq!(no_origin_cross_site.status, StatusCode::FORBIDDEN);
+    let listed = admin.call("list_accounts", &[("q", "mallory")]).await.ok();
+    assert_eq!(listed["total"], 0, "nothing was created");
+
+    let own_origin = app.address.clone();
+    let same_site = admin
+        .call_with(
+            "create_account",
+            &args,
+            &[("Origin", &own_origin), ("Sec-Fetch-Site", "same-origin")],
+        )
+        .await;
+    assert!(same_site.status.is_success(), "{same_site:?}");
+}
+
+async fn database_errors_reach_the_browser_only_as_a_generic_message(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin().await;
+    app.create_device(&admin, "Doomed table", None).await;
+    // Break the schema underneath the running app.
+    app.db
+        .execute_unprepared("ALTER TABLE devices RENAME TO devices_gone")
+        .await
+        .unwrap();
+    let reply = admin.call("list_devices", &[]).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(reply.error_kind().as_deref(), Some("Internal"));
+    let text = reply.body.to_string().to_lowercase();
+    for leak in ["devices", "sql", "table", "relation", "select"] {
+        assert!(!text.contains(leak), "error body leaks {leak:?}: {text}");
+    }
+}
