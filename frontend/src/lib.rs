@@ -6,6 +6,7 @@
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(app::App);
+    mark_interactive();
 }
 
 #[cfg(feature = "csr")]
@@ -13,4 +14,16 @@ pub fn hydrate() {
 pub fn main() {
     console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(app::App);
+    mark_interactive();
+}
+
+/// Sets `data-hydrated` on `<body>`, so tests can tell a live page from server HTML alone.
+#[cfg(any(feature = "hydrate", feature = "csr"))]
+fn mark_interactive() {
+    if let Some(body) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.body())
+    {
+        let _ = body.set_attribute("data-hydrated", "");
+    }
 }

@@ -61,7 +61,12 @@ pub struct Config {
     pub admin_password: Option<String>,
 
     /// Seed demo accounts and devices, and print their (freshly generated) passwords.
-    #[arg(long, env = "DEMO", action = clap::ArgAction::SetTrue)]
+    #[arg(
+        long,
+        env = "DEMO",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub demo: bool,
 
     /// Seconds of inactivity after which a login session ends.
@@ -73,7 +78,7 @@ pub struct Config {
     pub session_absolute_timeout_secs: u64,
 
     /// Mark the session cookie `Secure`. Default: on when any site origin is https.
-    #[arg(long, env = "COOKIE_SECURE")]
+    #[arg(long, env = "COOKIE_SECURE", value_parser = clap::builder::BoolishValueParser::new())]
     pub cookie_secure: Option<bool>,
 
     /// Directory with the built site (`pkg/`, favicon); set by cargo-leptos.

@@ -28,7 +28,7 @@ impl AllowedOrigins {
 
     pub fn contains(&self, origin: &str) -> bool {
         let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-        self.0.iter().any(|o| *o == origin)
+        self.0.contains(&origin)
     }
 
     pub fn any_https(&self) -> bool {

@@ -322,12 +322,16 @@ fn DeviceEditor(
             <ActionForm action=assign>
                 <input type="hidden" name="id" value=assign_id/>
                 <label for="client_id">"Client"</label>
-                <select id="client_id" name="client_id">
-                    <option value="" disabled=true selected=owner_id.is_none()>"Choose a client…"</option>
-                    {client_options(clients, owner_id)}
-                </select>
+                <div class="inline-form">
+                    <select id="client_id" name="client_id">
+                        <option value="" disabled=true selected=owner_id.is_none()>
+                            "Choose a client…"
+                        </option>
+                        {client_options(clients, owner_id)}
+                    </select>
+                    <button type="submit" class="primary">"Assign"</button>
+                </div>
                 <FieldMessage error=assign_error field="client_id"/>
-                <button type="submit" class="primary">"Assign"</button>
             </ActionForm>
             {is_assigned
                 .then(move || {

@@ -7,6 +7,7 @@ crate::on_both_backends!(
     a_client_gets_a_not_allowed_page_in_the_admin_area,
     the_dashboard_html_lists_the_clients_devices_before_any_script_runs,
     private_pages_are_not_cached,
+    responses_are_compressed_for_clients_that_accept_it,
     unknown_pages_are_404,
 );
 
@@ -74,4 +75,20 @@ async fn unknown_pages_are_404(backend: Backend) {
     let (status, _, html) = app.agent().page("/no/such/page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(html.contains("Page not found"));
+}
+
+async fn responses_are_compressed_for_clients_that_accept_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/login", app.address))
+        .header(header::ACCEPT, "text/html")
+        .header(header::ACCEPT_ENCODING, "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get(header::CONTENT_ENCODING).unwrap(),
+        "br"
+    );
 }

@@ -48,9 +48,12 @@ impl World {
     }
 }
 
-/// Every server function: its arguments (which succeed for an allowed caller) and the outcome
-/// for an anonymous visitor, a client, and an admin.
-fn matrix(w: &World) -> Vec<(&'static str, Vec<(&'static str, String)>, [Expect; 3])> {
+/// A server function, arguments that succeed for an allowed caller, and the outcome for an
+/// anonymous visitor, a client, and an admin.
+type Row = (&'static str, Vec<(&'static str, String)>, [Expect; 3]);
+
+/// Every server function's row.
+fn matrix(w: &World) -> Vec<Row> {
     let s = |v: &str| v.to_string();
     vec![
         (
