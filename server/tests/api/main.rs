@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod auth;
+mod cli;
 mod devices;
 mod health;
 mod pages;
