@@ -5,6 +5,7 @@ use leptos_router::components::A;
 
 use crate::auth::{use_auth, Role};
 use crate::error::AppError;
+use serde::{Deserialize, Serialize};
 
 /// Percent-encodes a query-string component.
 pub fn encode_component(value: &str) -> String {
@@ -45,14 +46,14 @@ pub fn Header() -> impl IntoView {
                     auth.user.await.ok().flatten().map(|user| {
                         let links = match user.role {
                             Role::Admin => view! {
-                                <A href="/admin/clients">"Clients"</A>
+                                <A href="/admin/accounts">"Accounts"</A>
                                 <A href="/admin/devices">"Devices"</A>
                             }
                                 .into_any(),
                             Role::Client => view! { <A href="/dashboard">"My devices"</A> }.into_any(),
                         };
                         view! {
-                            <nav class="mainnav">{links}</nav>
+                            <nav class="mainnav" aria-label="Main">{links}</nav>
                             <div class="whoami">
                                 <span class="user-name">{user.display_name.clone()}</span>
                                 <span class="badge">{user.role.as_str()}</span>
@@ -136,6 +137,21 @@ pub fn NotFound() -> impl IntoView {
             <p>"There is nothing at this address."</p>
             <p><a href="/">"Go to your home page"</a></p>
         </section>
+    }
+}
+
+/// One page of a list, with what a pager needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+impl<T> Page<T> {
+    pub fn pages(&self) -> i64 {
+        ((self.total + self.per_page - 1) / self.per_page).max(1)
     }
 }
 

@@ -18,8 +18,13 @@ test("an admin creates a client and a device and assigns it; only that client se
   await page.getByRole("button", { name: "Assign" }).click();
   await expect(page.getByTestId("device-owner")).toContainText("Olivia Owner");
 
-  await open(page, "/admin/devices");
+  // The navigation reaches both admin lists.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Devices" }).click();
+  await expect(page).toHaveURL(/\/admin\/devices$/);
   await expect(page.getByTestId("devices-table")).toContainText(description);
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Accounts" }).click();
+  await expect(page.getByRole("heading", { name: "Accounts" })).toBeVisible();
+  await expect(page.getByTestId("accounts-table")).toContainText(owner);
   await logout(page);
 
   await login(page, owner, CLIENT_PASSWORD);
