@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::error::AppError;
+use crate::ui::Page;
 
 mod pages;
 #[cfg(feature = "ssr")]
@@ -26,21 +27,6 @@ pub struct Account {
     pub role: Role,
     pub created_at: DateTime<Utc>,
     pub device_count: i64,
-}
-
-/// One page of a list, with what a pager needs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub total: i64,
-    pub page: i64,
-    pub per_page: i64,
-}
-
-impl<T> Page<T> {
-    pub fn pages(&self) -> i64 {
-        ((self.total + self.per_page - 1) / self.per_page).max(1)
-    }
 }
 
 /// A client as offered in pickers (assigning a device, filtering the device list).

@@ -9,11 +9,12 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Account, ClientOption, Page, PER_PAGE};
-use crate::auth::ssr::{end_sessions_of, hash_password, insert_user};
+use super::{Account, ClientOption, PER_PAGE};
+use crate::auth::ssr::{end_sessions_of, hash_password, insert_user, username_conflict};
 use crate::auth::{CurrentUser, Role};
 use crate::entities::{devices, users};
 use crate::error::AppError;
+use crate::ui::Page;
 use crate::validate::{self, Fields};
 
 fn lower(column: users::Column) -> Expr {
@@ -177,16 +178,7 @@ pub async fn update<C: ConnectionTrait + TransactionTrait>(
     if let Some(hash) = new_hash {
         model.password_hash = Set(hash);
     }
-    model.update(&txn).await.map_err(|e| {
-        if matches!(
-            e.sql_err(),
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-        ) {
-            AppError::field("username", "This username is already taken.")
-        } else {
-            e.into()
-        }
-    })?;
+    model.update(&txn).await.map_err(username_conflict)?;
     if reset {
         end_sessions_of(&txn, id).await?;
     }

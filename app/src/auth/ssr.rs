@@ -245,16 +245,20 @@ pub async fn insert_user<C: ConnectionTrait>(
         password_hash: Set(password_hash),
         created_at: Set(Utc::now()),
     };
-    model.insert(db).await.map_err(|e| {
-        if matches!(
-            e.sql_err(),
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-        ) {
-            AppError::field("username", "This username is already taken.")
-        } else {
-            e.into()
-        }
-    })
+    model.insert(db).await.map_err(username_conflict)
+}
+
+/// A write to `users` that broke the case-insensitive unique username is the user's mistake,
+/// told at the username field; anything else is internal.
+pub fn username_conflict(err: sea_orm::DbErr) -> AppError {
+    if matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    ) {
+        AppError::field("username", "This username is already taken.")
+    } else {
+        err.into()
+    }
 }
 
 #[cfg(test)]
@@ -263,7 +267,7 @@ mod tests {
 
     #[test]
     fn only_local_paths_are_redirect_targets() {
-        assert!(is_local_path("/admin/clients?page=2"));
+        assert!(is_local_path("/admin/devices?page=2"));
         assert!(!is_local_path("//evil.example"));
         assert!(!is_local_path("https://evil.example"));
         assert!(!is_local_path("/\\evil.example"));

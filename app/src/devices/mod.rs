@@ -5,8 +5,8 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::accounts::Page;
 use crate::error::AppError;
+use crate::ui::Page;
 
 mod pages;
 #[cfg(feature = "ssr")]

@@ -6,10 +6,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Device, Owner, OwnerFilter, PER_PAGE};
-use crate::accounts::Page;
 use crate::auth::Role;
 use crate::entities::{devices, users};
 use crate::error::AppError;
+use crate::ui::Page;
 use crate::validate::{self, Fields};
 
 fn to_device(device: devices::Model, owner: Option<users::Model>) -> Device {
