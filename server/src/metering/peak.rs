@@ -1,0 +1,179 @@
+//! The peak rule (PRODUCT.md). For consecutive readings (t1, E1), (t2, E2) of one device,
+//! P = (E2 - E1) / (t2 - t1) in kW with t in hours; the interval is a peak when P exceeds the
+//! device's maximum. A falling register (E2 < E1) is a meter reset or replacement: no
+//! consumption and no alert, and E2 is the new base.
+
+/// One stored reading: milliseconds since the epoch and the cumulative register in kWh.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Point {
+    pub t_ms: i64,
+    pub e_kwh: f64,
+}
+
+const MS_PER_HOUR: f64 = 3_600_000.0;
+
+/// What an interval between two consecutive readings means.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Interval {
+    /// Energy used in the interval and the average power.
+    Consumption { kwh: f64, power_kw: f64 },
+    /// The register went down: nothing is counted.
+    Reset,
+}
+
+/// Classifies the interval from `a` to `b`; `None` unless `a` is strictly earlier.
+pub fn interval(a: Point, b: Point) -> Option<Interval> {
+    if b.t_ms <= a.t_ms {
+        return None;
+    }
+    if b.e_kwh < a.e_kwh {
+        return Some(Interval::Reset);
+    }
+    let kwh = b.e_kwh - a.e_kwh;
+    let hours = (b.t_ms - a.t_ms) as f64 / MS_PER_HOUR;
+    Some(Interval::Consumption {
+        kwh,
+        power_kw: kwh / hours,
+    })
+}
+
+/// The power of the interval `a` to `b` if it is a peak for a device of `max_kw`.
+pub fn peak(a: Point, b: Point, max_kw: f64) -> Option<f64> {
+    match interval(a, b)? {
+        Interval::Consumption { power_kw, .. } if power_kw > max_kw => Some(power_kw),
+        _ => None,
+    }
+}
+
+/// The intervals a newly stored reading creates: from its predecessor to it, and from it to
+/// its successor (present when the reading arrived late, out of order). Both must be checked.
+pub fn new_intervals(
+    before: Option<Point>,
+    new: Point,
+    after: Option<Point>,
+) -> impl Iterator<Item = (Point, Point)> {
+    before
+        .map(|b| (b, new))
+        .into_iter()
+        .chain(after.map(|a| (new, a)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(minutes: i64, e: f64) -> Point {
+        Point {
+            t_ms: minutes * 60_000,
+            e_kwh: e,
+        }
+    }
+
+    #[test]
+    fn power_is_energy_over_hours() {
+        // 1 kWh in 10 minutes is 6 kW.
+        let i = interval(p(0, 100.0), p(10, 101.0)).unwrap();
+        match i {
+            Interval::Consumption { kwh, power_kw } => {
+                assert!((kwh - 1.0).abs() < 1e-12);
+                assert!((power_kw - 6.0).abs() < 1e-9);
+            }
+            Interval::Reset => panic!("not a reset"),
+        }
+        assert_eq!(
+            peak(p(0, 100.0), p(10, 101.0), 5.0).map(|x| x.round()),
+            Some(6.0)
+        );
+        assert_eq!(peak(p(0, 100.0), p(10, 101.0), 6.5), None);
+    }
+
+    #[test]
+    fn exactly_the_maximum_is_not_a_peak() {
+        assert_eq!(peak(p(0, 0.0), p(60, 4.0), 4.0), None);
+    }
+
+    #[test]
+    fn a_falling_register_is_a_reset_not_a_peak() {
+        assert_eq!(interval(p(0, 500.0), p(10, 2.0)), Some(Interval::Reset));
+        assert_eq!(peak(p(0, 500.0), p(10, 2.0), 0.001), None);
+        // The new value is the new base for the next interval.
+        assert!(peak(p(10, 2.0), p(20, 3.0), 5.0).is_some());
+    }
+
+    #[test]
+    fn equal_or_reversed_times_are_not_intervals() {
+        assert_eq!(interval(p(5, 1.0), p(5, 2.0)), None);
+        assert_eq!(interval(p(6, 1.0), p(5, 2.0)), None);
+    }
+
+    #[test]
+    fn a_late_reading_creates_both_neighbouring_intervals() {
+        let got: Vec<_> = new_intervals(Some(p(0, 1.0)), p(10, 2.0), Some(p(20, 3.0))).collect();
+        assert_eq!(got, [(p(0, 1.0), p(10, 2.0)), (p(10, 2.0), p(20, 3.0))]);
+        assert_eq!(new_intervals(None, p(0, 1.0), None).count(), 0);
+    }
+
+    /// Splitting an interval with a reading on the straight line between its ends never makes a
+    /// peak appear or disappear.
+    #[test]
+    fn splitting_on_the_line_keeps_the_verdict() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..10_000 {
+            let t1 = (next() % 1_000_000) as i64;
+            let dt = 2 + (next() % 10_000_000) as i64;
+            let e1 = (next() % 1_000_000) as f64 / 100.0;
+            let de = (next() % 100_000) as f64 / 1000.0;
+            let max = 0.1 + (next() % 100_000) as f64 / 1000.0;
+            let whole = peak(
+                Point {
+                    t_ms: t1,
+                    e_kwh: e1,
+                },
+                Point {
+                    t_ms: t1 + dt,
+                    e_kwh: e1 + de,
+                },
+                max,
+            );
+            let mid_t = t1 + dt / 2;
+            let mid_e = e1 + de * ((mid_t - t1) as f64 / dt as f64);
+            let a = peak(
+                Point {
+                    t_ms: t1,
+                    e_kwh: e1,
+                },
+                Point {
+                    t_ms: mid_t,
+                    e_kwh: mid_e,
+                },
+                max,
+            );
+            let b = peak(
+                Point {
+                    t_ms: mid_t,
+                    e_kwh: mid_e,
+                },
+                Point {
+                    t_ms: t1 + dt,
+                    e_kwh: e1 + de,
+                },
+                max,
+            );
+            let margin = whole.unwrap_or(0.0).max(max) * 1e-9;
+            let power = de / (dt as f64 / MS_PER_HOUR);
+            if (power - max).abs() > margin.max(1e-9) {
+                assert_eq!(
+                    whole.is_some(),
+                    a.is_some() || b.is_some(),
+                    "t1={t1} dt={dt} e1={e1} de={de} max={max}"
+                );
+            }
+        }
+    }
+}
