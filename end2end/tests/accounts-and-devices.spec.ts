@@ -1,6 +1,7 @@
 import { expect, test } from "@playwright/test";
 import {
-  ADMIN, ADMIN_PASSWORD, CLIENT_PASSWORD, createClient, createDevice, login, logout, open, unique,
+  ADMIN, ADMIN_PASSWORD, CLIENT_PASSWORD, assignTo, createClient, createDevice, login, logout, open,
+  unique,
 } from "./support";
 
 test("an admin creates a client and a device and assigns it; only that client sees it", async ({ page }) => {
@@ -14,9 +15,7 @@ test("an admin creates a client and a device and assigns it; only that client se
   await createClient(page, other, "Oscar Other");
   const deviceId = await createDevice(page, description);
 
-  await page.selectOption("#client_id", { label: `Olivia Owner (${owner})` });
-  await page.getByRole("button", { name: "Assign" }).click();
-  await expect(page.getByTestId("device-owner")).toContainText("Olivia Owner");
+  await assignTo(page, "Olivia Owner", owner);
 
   // The navigation reaches both admin lists.
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Devices" }).click();
@@ -47,9 +46,7 @@ test("signing out ends the session: the back button shows nothing private", asyn
   await login(page, ADMIN, ADMIN_PASSWORD);
   await createClient(page, username, "Bea Back");
   await createDevice(page, description);
-  await page.selectOption("#client_id", { label: `Bea Back (${username})` });
-  await page.getByRole("button", { name: "Assign" }).click();
-  await expect(page.getByTestId("device-owner")).toContainText("Bea Back");
+  await assignTo(page, "Bea Back", username);
   await logout(page);
 
   await login(page, username, CLIENT_PASSWORD);

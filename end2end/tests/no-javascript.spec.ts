@@ -1,5 +1,8 @@
 import { expect, test } from "@playwright/test";
-import { ADMIN, ADMIN_PASSWORD, CLIENT_PASSWORD, createClient, createDevice, login, unique } from "./support";
+import {
+  ADMIN, ADMIN_PASSWORD, CLIENT_PASSWORD, assignTo, createClient, createDevice, login, loginWithoutScript,
+  unique,
+} from "./support";
 
 test("pages work, and lists are in the server-rendered HTML, with JavaScript disabled", async ({ browser }) => {
   // Set up with JavaScript on.
@@ -9,18 +12,13 @@ test("pages work, and lists are in the server-rendered HTML, with JavaScript dis
   await login(setup, ADMIN, ADMIN_PASSWORD);
   await createClient(setup, username, "Nadia NoJS");
   await createDevice(setup, description);
-  await setup.selectOption("#client_id", { label: `Nadia NoJS (${username})` });
-  await setup.getByRole("button", { name: "Assign" }).click();
-  await expect(setup.getByTestId("device-owner")).toContainText("Nadia NoJS");
+  await assignTo(setup, "Nadia NoJS", username);
   await setup.close();
 
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
   // The login form is a plain HTML form that posts and redirects.
-  await page.goto("/login");
-  await page.fill("#login-username", username);
-  await page.fill("#login-password", CLIENT_PASSWORD);
-  await page.click("button[type=submit]");
+  await loginWithoutScript(page, username, CLIENT_PASSWORD);
   await expect(page).toHaveURL(/\/dashboard$/);
   await expect(page.getByTestId("my-devices")).toContainText(description);
 
@@ -31,10 +29,7 @@ test("pages work, and lists are in the server-rendered HTML, with JavaScript dis
 
   const admin = await browser.newContext({ javaScriptEnabled: false });
   const adminPage = await admin.newPage();
-  await adminPage.goto("/login");
-  await adminPage.fill("#login-username", ADMIN);
-  await adminPage.fill("#login-password", ADMIN_PASSWORD);
-  await adminPage.click("button[type=submit]");
+  await loginWithoutScript(adminPage, ADMIN, ADMIN_PASSWORD);
   await expect(adminPage).toHaveURL(/\/admin\/accounts$/);
   await adminPage.goto("/admin/devices");
   await expect(adminPage.getByTestId("devices-table")).toContainText(description);

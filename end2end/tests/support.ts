@@ -51,3 +51,18 @@ export async function createDevice(page: Page, description: string, maxPower = "
   expect(id).toMatch(/^[0-9a-f-]{36}$/);
   return id;
 }
+
+/** On a device page: assigns the device to the client shown as "displayName (username)". */
+export async function assignTo(page: Page, displayName: string, username: string) {
+  await page.selectOption("#client_id", { label: `${displayName} (${username})` });
+  await page.getByRole("button", { name: "Assign" }).click();
+  await expect(page.getByTestId("device-owner")).toContainText(displayName);
+}
+
+/** Signs in through the plain HTML form: no script involved, for JavaScript-disabled pages. */
+export async function loginWithoutScript(page: Page, username: string, password: string) {
+  await page.goto("/login");
+  await page.fill("#login-username", username);
+  await page.fill("#login-password", password);
+  await page.click("button[type=submit]");
+}
