@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_create_users;
 mod m20261127_000002_create_devices;
 mod m20261127_000003_create_sessions;
+mod m20261127_000004_create_readings_alerts;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_create_users::Migration),
             Box::new(m20261127_000002_create_devices::Migration),
             Box::new(m20261127_000003_create_sessions::Migration),
+            Box::new(m20261127_000004_create_readings_alerts::Migration),
         ]
     }
 }

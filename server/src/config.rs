@@ -60,7 +60,8 @@ pub struct Config {
     #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
 
-    /// Seed demo accounts and devices, and print their (freshly generated) passwords.
+    /// Seed demo accounts and devices, print their (freshly generated) passwords, and run the
+    /// built-in meter feed (readings every few seconds, a peak every few minutes).
     #[arg(
         long,
         env = "DEMO",
@@ -68,6 +69,38 @@ pub struct Config {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub demo: bool,
+
+    /// Demo feed: seconds between two readings of each demo meter.
+    #[arg(long, env = "DEMO_INTERVAL_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub demo_interval_secs: u64,
+
+    /// Demo feed: seconds between two injected peaks (one device at a time, in turn).
+    #[arg(long, env = "DEMO_PEAK_EVERY_SECS", default_value_t = 180,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub demo_peak_every_secs: u64,
+
+    /// RabbitMQ to consume meter readings from, as `amqp://user:password@host:5672/%2f`.
+    /// Default: an in-process queue (fed by the demo feed).
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+
+    #[command(flatten)]
+    pub topology: simulator::Topology,
+
+    /// Unacknowledged deliveries the broker may push to this server at once.
+    #[arg(long, env = "AMQP_PREFETCH", default_value_t = 2000,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub amqp_prefetch: u16,
+
+    /// Most meter messages stored per transaction (and acknowledged at once).
+    #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub consumer_batch_size: u64,
+
+    /// Readings timestamped further ahead than this many seconds are rejected.
+    #[arg(long, env = "MAX_FUTURE_SECS", default_value_t = 300)]
+    pub max_future_secs: u64,
 
     /// Seconds of inactivity after which a login session ends.
     #[arg(long, env = "SESSION_IDLE_TIMEOUT_SECS", default_value_t = 30 * 60)]
@@ -109,6 +142,13 @@ impl Config {
             admin_username: None,
             admin_password: None,
             demo: false,
+            demo_interval_secs: 10,
+            demo_peak_every_secs: 180,
+            amqp_url: None,
+            topology: simulator::Topology::default(),
+            amqp_prefetch: 2000,
+            consumer_batch_size: 1000,
+            max_future_secs: 300,
             session_idle_timeout_secs: 30 * 60,
             session_absolute_timeout_secs: 12 * 60 * 60,
             cookie_secure: None,
@@ -116,6 +156,21 @@ impl Config {
             output_name: "energy".into(),
             leptos_env: "PROD".into(),
             reload_port: 3001,
+        }
+    }
+
+    /// The metering part, as the meter service takes it.
+    pub fn metering(&self) -> crate::metering::MeteringSettings {
+        crate::metering::MeteringSettings {
+            amqp_url: self.amqp_url.clone().filter(|url| !url.trim().is_empty()),
+            topology: self.topology.clone(),
+            prefetch: self.amqp_prefetch,
+            batch_size: self.consumer_batch_size as usize,
+            max_future: Duration::from_secs(self.max_future_secs),
+            demo: self.demo.then(|| crate::metering::demo::DemoSettings {
+                interval: Duration::from_secs(self.demo_interval_secs),
+                peak_every: Duration::from_secs(self.demo_peak_every_secs),
+            }),
         }
     }
 

@@ -1,25 +1,38 @@
-//! `GET /healthz`: 200 when the database answers, 503 when it does not.
+//! `GET /healthz`: 200 when the database answers and the meter queue is usable, else 503.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::{extract::State, http::StatusCode, Json};
 use sea_orm::DatabaseConnection;
 use serde_json::{json, Value};
 
-pub async fn healthz(State(db): State<DatabaseConnection>) -> (StatusCode, Json<Value>) {
+use crate::metering::Metering;
+
+/// What the health check looks at.
+#[derive(Clone)]
+pub struct Probe {
+    pub db: DatabaseConnection,
+    pub metering: Metering,
+}
+
+pub async fn healthz(State(probe): State<Probe>) -> (StatusCode, Json<Value>) {
     let database_ok = matches!(
-        tokio::time::timeout(Duration::from_secs(2), db.ping()).await,
+        tokio::time::timeout(Duration::from_secs(2), probe.db.ping()).await,
         Ok(Ok(()))
     );
-    if database_ok {
-        (
-            StatusCode::OK,
-            Json(json!({"status": "ok", "database": "ok"})),
-        )
+    let metrics = &probe.metering.metrics;
+    let queue_ok = metrics.queue_connected.load(Relaxed);
+    let body = json!({
+        "status": if database_ok && queue_ok { "ok" } else { "unavailable" },
+        "database": if database_ok { "ok" } else { "unreachable" },
+        "queue": if queue_ok { "ok" } else { "disconnected" },
+        "queue_kind": metrics.queue_kind,
+    });
+    let status = if database_ok && queue_ok {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "database": "unreachable"})),
-        )
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
 }

@@ -49,6 +49,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: server::Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
+    match &app.metering().local {
+        Some(_) => println!("Meter readings: in-process queue (set AMQP_URL for RabbitMQ)"),
+        None => println!("Meter readings: RabbitMQ"),
+    }
     let url = format!("http://{}", app.state().leptos_options.site_addr);
     println!("Energy Utility Platform listening on {url}");
     if !app.demo_logins().is_empty() {
@@ -67,6 +71,11 @@ async fn serve(config: server::Config) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     };
-    app.run_until_stopped(shutdown).await?;
-    Ok(())
+    match app.run_until_stopped(shutdown).await {
+        Ok(()) => Ok(()),
+        Err(stopped) => {
+            tracing::error!("{stopped}");
+            Err(stopped.into())
+        }
+    }
 }

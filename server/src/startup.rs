@@ -20,11 +20,13 @@ use leptos::config::{Env, LeptosOptions};
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::{compression::CompressionLayer, trace::TraceLayer};
 use tower_sessions::{cookie::SameSite, session::Expiry, SessionManagerLayer};
 
 use crate::bootstrap::{self, DemoLogin};
 use crate::config::Config;
+use crate::metering::{MeterService, Metering};
 use crate::origin::{self, AllowedOrigins};
 use crate::session_store::DbSessionStore;
 use crate::{api_status, db, health};
@@ -36,6 +38,17 @@ pub struct Application {
     store: DbSessionStore,
     origins: AllowedOrigins,
     demo_logins: Vec<DemoLogin>,
+    meter: MeterService,
+    metering: Metering,
+}
+
+/// Which half of the server ended first.
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    #[error("the web server failed: {0}")]
+    Web(std::io::Error),
+    #[error("the meter consumer stopped: {0:#}")]
+    Consumer(anyhow::Error),
 }
 
 impl Application {
@@ -87,6 +100,7 @@ impl Application {
                 .await?
                 .into(),
         };
+        let (meter, metering) = MeterService::new(db.clone(), config.metering());
         let store = DbSessionStore::new(db);
         let secure = config.cookie_secure.unwrap_or_else(|| origins.any_https());
         let router = router(
@@ -95,6 +109,7 @@ impl Application {
             origins.clone(),
             &config,
             secure,
+            metering.clone(),
         );
         Ok(Self {
             listener,
@@ -103,7 +118,14 @@ impl Application {
             store,
             origins,
             demo_logins,
+            meter,
+            metering,
         })
+    }
+
+    /// The metering pipeline's counters, notification stream and (embedded mode) queue.
+    pub fn metering(&self) -> &Metering {
+        &self.metering
     }
 
     pub fn port(&self) -> u16 {
@@ -123,11 +145,13 @@ impl Application {
         &self.demo_logins
     }
 
-    /// Serves until `shutdown` completes, sweeping expired sessions meanwhile.
+    /// Serves the web app and runs the meter consumer side by side until `shutdown` completes
+    /// (`Ok`) or one of them ends on its own (`Err` says which). Expired sessions are swept
+    /// meanwhile.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> Result<(), Stopped> {
         let store = self.store.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));
@@ -140,13 +164,36 @@ impl Application {
                 }
             }
         });
-        let result = axum::serve(
+        let cancel = CancellationToken::new();
+        let web_cancel = cancel.clone();
+        let web = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = web_cancel.cancelled() => {}
+            }
+        });
+        let mut consumer = tokio::spawn(self.meter.run(cancel.clone()));
+        let result = tokio::select! {
+            served = web => {
+                cancel.cancel();
+                // Let the consumer finish its batch; it acknowledges nothing it did not store.
+                let _ = tokio::time::timeout(Duration::from_secs(10), &mut consumer).await;
+                served.map_err(Stopped::Web)
+            }
+            ended = &mut consumer => {
+                cancel.cancel();
+                Err(Stopped::Consumer(match ended {
+                    Ok(Ok(())) => anyhow::anyhow!("it ended without an error"),
+                    Ok(Err(e)) => e,
+                    Err(join) => anyhow::anyhow!("it panicked: {join}"),
+                }))
+            }
+        };
         sweeper.abort();
         result
     }
@@ -169,6 +216,7 @@ fn router(
     origins: AllowedOrigins,
     config: &Config,
     secure: bool,
+    metering: Metering,
 ) -> Router {
     let routes = generate_route_list(App);
     let context = {
@@ -188,7 +236,17 @@ fn router(
             config.session_idle_timeout_secs as i64,
         )));
     Router::new()
-        .route("/healthz", get(health::healthz))
+        .route_service(
+            "/healthz",
+            get(health::healthz).with_state(health::Probe {
+                db: state.db.clone(),
+                metering: metering.clone(),
+            }),
+        )
+        .route_service(
+            "/metrics",
+            get(crate::metering::metrics::serve).with_state(metering.metrics.clone()),
+        )
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,

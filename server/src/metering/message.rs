@@ -41,6 +41,25 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// Every code [`Rejection::code`] can return.
+    pub const CODES: [&'static str; 15] = [
+        "oversized",
+        "not_utf8",
+        "malformed_json",
+        "not_an_object",
+        "unknown_field",
+        "missing_field",
+        "wrong_type",
+        "both_ids",
+        "no_id",
+        "bad_device_id",
+        "negative_timestamp",
+        "future_timestamp",
+        "non_finite_value",
+        "negative_value",
+        "unknown_device",
+    ];
+
     /// A stable, low-cardinality code (metric label, dead-letter header).
     pub fn code(&self) -> &'static str {
         match self {
@@ -256,6 +275,8 @@ mod tests {
             assert_eq!(got.code(), code, "{text} gave {got}");
         }
         assert_eq!(parse(&[0xff, 0xfe], NOW, 0).unwrap_err().code(), "not_utf8");
+        assert!(Rejection::CODES.contains(&Rejection::UnknownDevice.code()));
+        assert!(Rejection::CODES.contains(&Rejection::NonFiniteValue.code()));
     }
 
     #[test]

@@ -1,5 +1,173 @@
-//! The metering pipeline's pure steps: message validation and the peak rule. The broker loop,
-//! storage and notification build on these (issue "Metering pipeline").
+//! The metering pipeline: meter message → validate → store → detect → notify.
+//!
+//! [`message`] and [`peak`] are pure; [`store`] holds the transaction that stores a batch and
+//! raises its alerts; [`pipeline`] glues them and counts; [`amqp`] and [`local`] are the two
+//! queues that feed it; [`demo`] is the built-in meter feed.
 
+pub mod amqp;
+pub mod demo;
+pub mod local;
 pub mod message;
+pub mod metrics;
 pub mod peak;
+pub mod pipeline;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use simulator::{Publisher, PublisherOptions, Topology};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use self::amqp::AmqpSettings;
+use self::demo::{DemoSettings, DemoSink};
+use self::local::{LocalQueue, LocalReceiver};
+use self::metrics::Metrics;
+use self::pipeline::Pipeline;
+use self::store::NewAlert;
+
+/// The metering part of the configuration.
+#[derive(Clone, Debug)]
+pub struct MeteringSettings {
+    /// RabbitMQ, or the in-process queue when `None`.
+    pub amqp_url: Option<String>,
+    pub topology: Topology,
+    pub prefetch: u16,
+    pub batch_size: usize,
+    pub max_future: Duration,
+    /// The built-in demo feed, when on.
+    pub demo: Option<DemoSettings>,
+}
+
+enum Input {
+    Amqp(AmqpSettings),
+    Local(LocalReceiver),
+}
+
+/// The consumer (and the demo feed) of one server, ready to run.
+pub struct MeterService {
+    pipeline: Arc<Pipeline>,
+    input: Input,
+    local: Option<LocalQueue>,
+    settings: MeteringSettings,
+}
+
+/// What the rest of the server sees of metering.
+#[derive(Clone)]
+pub struct Metering {
+    pub metrics: Arc<Metrics>,
+    pub alerts: broadcast::Sender<NewAlert>,
+    /// The in-process queue, when there is no broker.
+    pub local: Option<LocalQueue>,
+}
+
+impl MeterService {
+    pub fn new(db: DatabaseConnection, settings: MeteringSettings) -> (MeterService, Metering) {
+        let metrics = Arc::new(Metrics::new(if settings.amqp_url.is_some() {
+            "amqp"
+        } else {
+            "in-process"
+        }));
+        // The in-process queue is usable from the start; the broker once connected.
+        metrics.queue_connected.store(
+            settings.amqp_url.is_none(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let (alerts, _) = broadcast::channel(1024);
+        let pipeline = Arc::new(Pipeline::new(
+            db,
+            metrics.clone(),
+            alerts.clone(),
+            settings.max_future,
+        ));
+        let (input, local) = match &settings.amqp_url {
+            Some(url) => (
+                Input::Amqp(AmqpSettings {
+                    url: url.clone(),
+                    topology: settings.topology.clone(),
+                    prefetch: settings.prefetch,
+                    batch_size: settings.batch_size.max(1),
+                    batch_wait: Duration::from_millis(5),
+                }),
+                None,
+            ),
+            None => {
+                let (queue, receiver) = LocalQueue::new(10_000);
+                (Input::Local(receiver), Some(queue))
+            }
+        };
+        let handle = Metering {
+            metrics,
+            alerts,
+            local: local.clone(),
+        };
+        (
+            MeterService {
+                pipeline,
+                input,
+                local,
+                settings,
+            },
+            handle,
+        )
+    }
+
+    /// Consumes (and runs the demo feed) until `cancel` fires. An error means the consumer
+    /// cannot go on (for example, the broker refuses the topology).
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let MeterService {
+            pipeline,
+            input,
+            local,
+            settings,
+        } = self;
+        let feed = match settings.demo {
+            Some(demo) => {
+                let sink = match (&local, &settings.amqp_url) {
+                    (Some(queue), _) => Some(DemoSink::Local(queue.clone())),
+                    (None, Some(url)) => {
+                        let mut options =
+                            PublisherOptions::new(url.clone(), settings.topology.clone());
+                        options.connection_name = "energy-server-demo-feed".into();
+                        options.reconnect_for = Duration::from_secs(3600);
+                        match Publisher::connect(options).await {
+                            Ok(p) => Some(DemoSink::Amqp(Box::new(p))),
+                            Err(error) => {
+                                tracing::warn!(%error, "demo feed not started");
+                                None
+                            }
+                        }
+                    }
+                    (None, None) => None,
+                };
+                sink.map(|sink| {
+                    tokio::spawn(demo::run(pipeline.db().clone(), sink, demo, cancel.clone()))
+                })
+            }
+            None => None,
+        };
+        let result = match input {
+            Input::Amqp(amqp) => amqp::run(amqp, pipeline, cancel.clone()).await,
+            Input::Local(receiver) => {
+                let Some(queue) = local else {
+                    anyhow::bail!("the in-process queue has no sender");
+                };
+                local::run(
+                    receiver,
+                    queue,
+                    pipeline,
+                    settings.batch_size,
+                    cancel.clone(),
+                )
+                .await
+            }
+        };
+        cancel.cancel();
+        if let Some(feed) = feed {
+            let _ = feed.await;
+        }
+        result
+    }
+}

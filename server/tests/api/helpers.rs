@@ -34,6 +34,9 @@ fn postgres_url_for(name: &str) -> String {
 pub struct TestApp {
     pub address: String,
     pub db: DatabaseConnection,
+    /// The database URL, for a second instance on the same database.
+    pub database_url: String,
+    pub metering: server::metering::Metering,
     sqlite_file: Option<PathBuf>,
     postgres_db: Option<String>,
 }
@@ -71,22 +74,31 @@ async fn fresh_database(backend: Backend) -> (String, Option<PathBuf>, Option<St
 /// Spawns the app after `configure` has adjusted its configuration.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
     let (url, sqlite_file, postgres_db) = fresh_database(backend).await;
-    let mut config = Config::for_database(url);
+    let mut config = Config::for_database(url.clone());
     config.admin_username = Some(ADMIN.into());
     config.admin_password = Some(ADMIN_PASSWORD.into());
     configure(&mut config);
+    let (address, db, metering) = start(config).await;
+    TestApp {
+        address,
+        db,
+        database_url: url,
+        metering,
+        sqlite_file,
+        postgres_db,
+    }
+}
+
+/// Builds and starts one instance; it runs until the test ends.
+pub async fn start(config: Config) -> (String, DatabaseConnection, server::metering::Metering) {
     let app = Application::build(config)
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();
+    let metering = app.metering().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    TestApp {
-        address,
-        db,
-        sqlite_file,
-        postgres_db,
-    }
+    (address, db, metering)
 }
 
 impl Drop for TestApp {

@@ -2,11 +2,13 @@
 //! over HTTP like a browser or API client would.
 
 mod helpers;
+mod meter_support;
 
 mod accounts;
 mod auth;
 mod cli;
 mod devices;
 mod health;
+mod metering;
 mod pages;
 mod security;

@@ -1,0 +1,135 @@
+//! The in-process queue of the embedded default (no `AMQP_URL`): the same validate, store and
+//! detect step, with messages that can never be stored kept in the `dead_letters` table. It
+//! lives in memory: messages still queued when the process stops are gone, which is why a real
+//! deployment uses RabbitMQ.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, DbErr, Statement};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::pipeline::{Pipeline, Verdict};
+
+/// The sending side of the in-process queue (cheap to clone).
+#[derive(Clone)]
+pub struct LocalQueue {
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+/// The consuming side.
+pub struct LocalReceiver {
+    rx: mpsc::Receiver<Vec<u8>>,
+}
+
+/// The consumer has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the in-process queue is closed")]
+pub struct Closed;
+
+impl LocalQueue {
+    /// A queue holding at most `capacity` messages; senders wait when it is full.
+    pub fn new(capacity: usize) -> (LocalQueue, LocalReceiver) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (LocalQueue { tx }, LocalReceiver { rx })
+    }
+
+    /// Enqueues one message body, waiting while the queue is full.
+    pub async fn send(&self, body: Vec<u8>) -> Result<(), Closed> {
+        self.tx.send(body).await.map_err(|_| Closed)
+    }
+
+    /// Messages waiting.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Consumes until `cancel` fires or every sender is gone.
+pub async fn run(
+    mut receiver: LocalReceiver,
+    queue: LocalQueue,
+    pipeline: Arc<Pipeline>,
+    batch_size: usize,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = pipeline.metrics().clone();
+    metrics.queue_connected.store(true, Relaxed);
+    loop {
+        let first = tokio::select! {
+            m = receiver.rx.recv() => m,
+            _ = cancel.cancelled() => return Ok(()),
+        };
+        let Some(first) = first else {
+            return Ok(());
+        };
+        let mut batch = vec![first];
+        while batch.len() < batch_size {
+            match receiver.rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        metrics.lag_messages.store(queue.depth() as i64, Relaxed);
+        let bodies: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        let Some(verdicts) = pipeline
+            .process_until_done(&bodies, cancel.cancelled())
+            .await
+        else {
+            return Ok(());
+        };
+        for (body, verdict) in batch.iter().zip(verdicts) {
+            if let Verdict::Rejected(rejection) = verdict {
+                tracing::warn!(reason = rejection.code(), detail = %rejection, "message rejected");
+                let mut delay = Duration::from_millis(100);
+                while let Err(error) = keep_dead_letter(
+                    pipeline.db(),
+                    rejection.code(),
+                    &rejection.to_string(),
+                    body,
+                )
+                .await
+                {
+                    tracing::warn!(%error, "cannot keep a dead letter; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cancel.cancelled() => return Ok(()),
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+async fn keep_dead_letter(
+    db: &impl ConnectionTrait,
+    reason: &str,
+    detail: &str,
+    payload: &[u8],
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let placeholders = match backend {
+        sea_orm::DatabaseBackend::Postgres => "($1, $2, $3, $4, $5)",
+        _ => "(?, ?, ?, ?, ?)",
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "INSERT INTO dead_letters (id, reason, detail, payload, received_at) VALUES \
+             {placeholders}"
+        ),
+        [
+            uuid::Uuid::new_v4().into(),
+            reason.into(),
+            detail.into(),
+            payload.to_vec().into(),
+            Utc::now().into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}

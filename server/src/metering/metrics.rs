@@ -1,0 +1,224 @@
+//! Counters of the metering pipeline, served as Prometheus text at `GET /metrics`. Plain atomics:
+//! the hot path adds to a few counters per batch, never per label lookup.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::message::Rejection;
+
+const BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The pipeline's counters and gauges.
+pub struct Metrics {
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub peaks: AtomicU64,
+    pub transient_failures: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Messages waiting in the queue, as last seen.
+    pub lag_messages: AtomicI64,
+    /// Whether the consumer is attached to its queue.
+    pub queue_connected: AtomicBool,
+    /// `amqp` or `in-process`.
+    pub queue_kind: &'static str,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    bucket_counts: [AtomicU64; BUCKETS.len() + 1],
+    batch_micros: AtomicU64,
+    batches: AtomicU64,
+    batch_messages: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(queue_kind: &'static str) -> Self {
+        Metrics {
+            accepted: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
+            peaks: AtomicU64::new(0),
+            transient_failures: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            lag_messages: AtomicI64::new(0),
+            queue_connected: AtomicBool::new(false),
+            queue_kind,
+            rejected: Mutex::new(Rejection::CODES.iter().map(|c| (*c, 0)).collect()),
+            bucket_counts: Default::default(),
+            batch_micros: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batch_messages: AtomicU64::new(0),
+        }
+    }
+
+    pub fn reject(&self, code: &'static str) {
+        if let Ok(mut map) = self.rejected.lock() {
+            *map.entry(code).or_default() += 1;
+        }
+    }
+
+    pub fn rejected(&self, code: &str) -> u64 {
+        self.rejected
+            .lock()
+            .ok()
+            .and_then(|m| m.get(code).copied())
+            .unwrap_or(0)
+    }
+
+    /// Records one processed batch.
+    pub fn observe_batch(&self, messages: usize, took: Duration) {
+        let secs = took.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.bucket_counts[bucket].fetch_add(1, Relaxed);
+        self.batch_micros
+            .fetch_add(took.as_micros() as u64, Relaxed);
+        self.batches.fetch_add(1, Relaxed);
+        self.batch_messages.fetch_add(messages as u64, Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            );
+        };
+        counter(
+            &mut out,
+            "energy_readings_accepted_total",
+            "Readings stored.",
+            self.accepted.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "energy_readings_duplicate_total",
+            "Readings for a (device, timestamp) already stored with the same value (redeliveries included).",
+            self.duplicates.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "energy_readings_conflict_total",
+            "Readings for a (device, timestamp) already stored with another value; the first value stands.",
+            self.conflicts.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "energy_peaks_detected_total",
+            "Peak alerts raised.",
+            self.peaks.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "energy_batch_retries_total",
+            "Batches retried after a transient failure (database unavailable).",
+            self.transient_failures.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "energy_broker_reconnects_total",
+            "Connections to the broker after the first.",
+            self.reconnects.load(Relaxed),
+        );
+        let _ = write!(
+            out,
+            "# HELP energy_messages_rejected_total Messages that can never be stored, by reason (dead-lettered).\n\
+             # TYPE energy_messages_rejected_total counter\n"
+        );
+        if let Ok(map) = self.rejected.lock() {
+            for (code, n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "energy_messages_rejected_total{{reason=\"{code}\"}} {n}"
+                );
+            }
+        }
+        let _ = write!(
+            out,
+            "# HELP energy_consumer_lag_messages Messages waiting in the queue.\n\
+             # TYPE energy_consumer_lag_messages gauge\n\
+             energy_consumer_lag_messages{{queue=\"{}\"}} {}\n",
+            self.queue_kind,
+            self.lag_messages.load(Relaxed)
+        );
+        let _ = write!(
+            out,
+            "# HELP energy_consumer_connected Whether the consumer is attached to its queue.\n\
+             # TYPE energy_consumer_connected gauge\n\
+             energy_consumer_connected{{queue=\"{}\"}} {}\n",
+            self.queue_kind,
+            u8::from(self.queue_connected.load(Relaxed))
+        );
+        let _ = write!(
+            out,
+            "# HELP energy_batch_processing_seconds Time to validate, store and check one batch of messages.\n\
+             # TYPE energy_batch_processing_seconds histogram\n"
+        );
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.bucket_counts[i].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "energy_batch_processing_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.bucket_counts[BUCKETS.len()].load(Relaxed);
+        let _ = write!(
+            out,
+            "energy_batch_processing_seconds_bucket{{le=\"+Inf\"}} {cumulative}\n\
+             energy_batch_processing_seconds_sum {}\n\
+             energy_batch_processing_seconds_count {}\n",
+            self.batch_micros.load(Relaxed) as f64 / 1e6,
+            self.batches.load(Relaxed)
+        );
+        counter(
+            &mut out,
+            "energy_batch_messages_total",
+            "Messages in processed batches.",
+            self.batch_messages.load(Relaxed),
+        );
+        out
+    }
+}
+
+/// `GET /metrics`.
+pub async fn serve(
+    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<Metrics>>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_has_every_series() {
+        let m = Metrics::new("amqp");
+        m.accepted.fetch_add(3, Relaxed);
+        m.reject("unknown_device");
+        m.observe_batch(10, Duration::from_millis(3));
+        m.observe_batch(10, Duration::from_secs(9));
+        let text = m.render();
+        assert!(text.contains("energy_readings_accepted_total 3\n"));
+        assert!(text.contains("energy_messages_rejected_total{reason=\"unknown_device\"} 1\n"));
+        assert!(text.contains("energy_messages_rejected_total{reason=\"oversized\"} 0\n"));
+        assert!(text.contains("energy_batch_processing_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("energy_batch_processing_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains("energy_batch_processing_seconds_count 2\n"));
+        assert!(text.contains("energy_consumer_lag_messages{queue=\"amqp\"} 0\n"));
+    }
+}

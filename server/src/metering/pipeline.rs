@@ -1,0 +1,150 @@
+//! One step for every queue: validate a batch of message bodies, store it, detect peaks, count,
+//! and hand new alerts to the notification stream. Queue loops only move bytes and acks.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sea_orm::{DatabaseConnection, DbErr};
+use tokio::sync::broadcast;
+
+use super::message::{self, Reading, Rejection};
+use super::metrics::Metrics;
+use super::store::{self, NewAlert, Stored};
+
+/// What became of one message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    Stored,
+    Duplicate,
+    Conflict,
+    /// Can never be stored: dead-letter it with this reason.
+    Rejected(Rejection),
+}
+
+/// The validate → store → detect → notify step, shared by the AMQP and in-process consumers.
+pub struct Pipeline {
+    db: DatabaseConnection,
+    metrics: Arc<Metrics>,
+    alerts: broadcast::Sender<NewAlert>,
+    max_future: Duration,
+}
+
+impl Pipeline {
+    pub fn new(
+        db: DatabaseConnection,
+        metrics: Arc<Metrics>,
+        alerts: broadcast::Sender<NewAlert>,
+        max_future: Duration,
+    ) -> Self {
+        Pipeline {
+            db,
+            metrics,
+            alerts,
+            max_future,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Processes a batch. `Err` is a transient failure (the database): nothing of the batch
+    /// may be acknowledged, and the whole batch is to be tried again.
+    pub async fn process(&self, bodies: &[&[u8]]) -> Result<Vec<Verdict>, DbErr> {
+        let started = Instant::now();
+        let now_ms = Utc::now().timestamp_millis();
+        let max_future_ms = self.max_future.as_millis() as i64;
+        let parsed: Vec<Result<Reading, Rejection>> = bodies
+            .iter()
+            .map(|b| message::parse(b, now_ms, max_future_ms))
+            .collect();
+        let readings: Vec<Reading> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
+        let outcome = store::store_batch(&self.db, &readings).await?;
+
+        let mut stored = outcome.stored.into_iter();
+        let mut verdicts = Vec::with_capacity(bodies.len());
+        let (mut new, mut duplicates, mut conflicts) = (0, 0, 0);
+        for p in parsed {
+            let verdict = match p {
+                Err(rejection) => Verdict::Rejected(rejection),
+                Ok(_) => match stored.next() {
+                    Some(Stored::New) => {
+                        new += 1;
+                        Verdict::Stored
+                    }
+                    Some(Stored::Duplicate) => {
+                        duplicates += 1;
+                        Verdict::Duplicate
+                    }
+                    Some(Stored::Conflict) => {
+                        conflicts += 1;
+                        Verdict::Conflict
+                    }
+                    Some(Stored::UnknownDevice) | None => {
+                        Verdict::Rejected(Rejection::UnknownDevice)
+                    }
+                },
+            };
+            if let Verdict::Rejected(r) = &verdict {
+                self.metrics.reject(r.code());
+            }
+            verdicts.push(verdict);
+        }
+        self.metrics.accepted.fetch_add(new, Relaxed);
+        self.metrics.duplicates.fetch_add(duplicates, Relaxed);
+        self.metrics.conflicts.fetch_add(conflicts, Relaxed);
+        self.metrics
+            .peaks
+            .fetch_add(outcome.alerts.len() as u64, Relaxed);
+        for alert in outcome.alerts {
+            tracing::info!(
+                device = %alert.device_id,
+                t1 = alert.t1_ms,
+                t2 = alert.t2_ms,
+                power_kw = alert.power_kw,
+                max_power_kw = alert.max_power_kw,
+                "peak detected"
+            );
+            // Nobody listening is fine: the alert is stored.
+            let _ = self.alerts.send(alert);
+        }
+        self.metrics.observe_batch(bodies.len(), started.elapsed());
+        Ok(verdicts)
+    }
+
+    /// Processes a batch, retrying transient failures with backoff until it succeeds or
+    /// `cancelled` completes (then `None`: nothing was acknowledged).
+    pub async fn process_until_done(
+        &self,
+        bodies: &[&[u8]],
+        cancelled: impl std::future::Future<Output = ()>,
+    ) -> Option<Vec<Verdict>> {
+        tokio::pin!(cancelled);
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.process(bodies).await {
+                Ok(verdicts) => return Some(verdicts),
+                Err(error) => {
+                    self.metrics.transient_failures.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        %error,
+                        retry_in_ms = delay.as_millis() as u64,
+                        messages = bodies.len(),
+                        "could not store a batch; it stays unacknowledged and is tried again"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = &mut cancelled => return None,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Storing a batch of valid readings and detecting the peaks they create, in one transaction.
+//!
+//! Exactly-once rests on constraints and locks, not on the broker: a reading is inserted with
+//! `ON CONFLICT (device_id, ts) DO NOTHING`, an alert with `ON CONFLICT (device_id, t1, t2) DO
+//! NOTHING`, and on PostgreSQL the batch first locks its devices' rows (in id order, so two
+//! consumers never deadlock). Two server instances therefore never look at the same device's
+//! neighbours at once, and a reading stored by one is seen by the other. On SQLite the single
+//! writer lock gives the same.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, TransactionTrait, Value,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::message::Reading;
+use super::peak::{self, Point};
+
+/// Rows per INSERT statement (three parameters each).
+const INSERT_CHUNK: usize = 1000;
+/// Devices per neighbour query (five parameters each).
+const RANGE_CHUNK: usize = 100;
+
+/// What became of one reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    /// Already stored with the same value: a no-op.
+    Duplicate,
+    /// Already stored with another value: the first value stands.
+    Conflict,
+    /// No device has this id.
+    UnknownDevice,
+}
+
+/// A peak alert raised by a batch (the notification stream carries these).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NewAlert {
+    pub id: Uuid,
+    pub device_id: Uuid,
+    /// The device's owner when the peak was detected.
+    pub owner_id: Option<Uuid>,
+    pub t1_ms: i64,
+    pub t2_ms: i64,
+    pub power_kw: f64,
+    pub max_power_kw: f64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The outcome of a batch: one [`Stored`] per reading, in order, and the new alerts.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub stored: Vec<Stored>,
+    pub alerts: Vec<NewAlert>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Device {
+    max_power_kw: f64,
+    owner_id: Option<Uuid>,
+}
+
+/// Parameters and SQL text built together, with the backend's placeholder style.
+struct Sql {
+    backend: DatabaseBackend,
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    fn new(backend: DatabaseBackend) -> Self {
+        Sql {
+            backend,
+            text: String::with_capacity(256),
+            values: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    fn param(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.values.push(value.into());
+        match self.backend {
+            DatabaseBackend::Postgres => {
+                let n = self.values.len();
+                self.text.push('$');
+                self.text.push_str(&n.to_string());
+            }
+            _ => self.text.push('?'),
+        }
+        self
+    }
+
+    fn build(self) -> Statement {
+        Statement::from_sql_and_values(self.backend, self.text, self.values)
+    }
+}
+
+/// Stores `readings` (validated, in arrival order) and raises the alerts they create.
+pub async fn store_batch(
+    db: &DatabaseConnection,
+    readings: &[Reading],
+) -> Result<BatchOutcome, DbErr> {
+    if readings.is_empty() {
+        return Ok(BatchOutcome::default());
+    }
+    let backend = db.get_database_backend();
+
+    // The first copy of a (device, timestamp) in the batch is the one offered for storage.
+    let mut first: HashMap<(Uuid, i64), usize> = HashMap::with_capacity(readings.len());
+    for (i, r) in readings.iter().enumerate() {
+        first.entry((r.device_id, r.timestamp_ms)).or_insert(i);
+    }
+    let mut ids: Vec<Uuid> = readings.iter().map(|r| r.device_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+
+    let sqlite_devices = match backend {
+        DatabaseBackend::Postgres => None,
+        _ => Some(devices(db, backend, &ids, false).await?),
+    };
+    let txn = db.begin().await?;
+    let devices = match sqlite_devices {
+        Some(d) => d,
+        None => devices(&txn, backend, &ids, true).await?,
+    };
+
+    // Insert the first copies whose device exists; RETURNING tells which were new.
+    let mut offered: Vec<usize> = first
+        .values()
+        .copied()
+        .filter(|&i| devices.contains_key(&readings[i].device_id))
+        .collect();
+    offered.sort_unstable();
+    let mut inserted: HashSet<(Uuid, i64)> = HashSet::with_capacity(offered.len());
+    for chunk in offered.chunks(INSERT_CHUNK) {
+        let mut sql = Sql::new(backend);
+        sql.push("INSERT INTO readings (device_id, ts, energy_kwh) VALUES ");
+        for (n, &i) in chunk.iter().enumerate() {
+            let r = &readings[i];
+            sql.push(if n == 0 { "(" } else { ", (" })
+                .param(r.device_id)
+                .push(", ")
+                .param(r.timestamp_ms)
+                .push(", ")
+                .param(r.energy_kwh)
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (device_id, ts) DO NOTHING RETURNING device_id, ts");
+        for row in txn.query_all_raw(sql.build()).await? {
+            inserted.insert((row.try_get_by_index(0)?, row.try_get_by_index(1)?));
+        }
+    }
+
+    // The value that stands for each key: the new one, or the one stored before.
+    let mut standing: HashMap<(Uuid, i64), f64> = HashMap::with_capacity(offered.len());
+    let mut existing_keys = Vec::new();
+    for &i in &offered {
+        let r = &readings[i];
+        let key = (r.device_id, r.timestamp_ms);
+        if inserted.contains(&key) {
+            standing.insert(key, r.energy_kwh);
+        } else {
+            existing_keys.push(key);
+        }
+    }
+    for chunk in existing_keys.chunks(INSERT_CHUNK / 2) {
+        let mut sql = Sql::new(backend);
+        sql.push("SELECT device_id, ts, energy_kwh FROM readings WHERE ");
+        for (n, (device, ts)) in chunk.iter().enumerate() {
+            sql.push(if n == 0 {
+                "(device_id = "
+            } else {
+                " OR (device_id = "
+            })
+            .param(*device)
+            .push(" AND ts = ")
+            .param(*ts)
+            .push(")");
+        }
+        for row in txn.query_all_raw(sql.build()).await? {
+            let key: (Uuid, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+            standing.insert(key, row.try_get_by_index(2)?);
+        }
+    }
+
+    let mut stored = Vec::with_capacity(readings.len());
+    for (i, r) in readings.iter().enumerate() {
+        let key = (r.device_id, r.timestamp_ms);
+        let verdict = if !devices.contains_key(&r.device_id) {
+            Stored::UnknownDevice
+        } else if first.get(&key) == Some(&i) && inserted.contains(&key) {
+            Stored::New
+        } else {
+            match standing.get(&key) {
+                Some(value) if *value == r.energy_kwh => Stored::Duplicate,
+                Some(value) => {
+                    tracing::warn!(
+                        device = %r.device_id,
+                        ts = r.timestamp_ms,
+                        stored_kwh = *value,
+                        offered_kwh = r.energy_kwh,
+                        "conflicting reading ignored: the first stored value stands"
+                    );
+                    Stored::Conflict
+                }
+                // Deleted between our insert and this read: cannot happen inside the
+                // transaction, but a duplicate is the harmless answer.
+                None => Stored::Duplicate,
+            }
+        };
+        stored.push(verdict);
+    }
+
+    let alerts = detect(&txn, backend, readings, &inserted, &devices).await?;
+    txn.commit().await?;
+    Ok(BatchOutcome { stored, alerts })
+}
+
+async fn devices(
+    db: &impl ConnectionTrait,
+    backend: DatabaseBackend,
+    ids: &[Uuid],
+    lock: bool,
+) -> Result<HashMap<Uuid, Device>, DbErr> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        let mut sql = Sql::new(backend);
+        sql.push("SELECT id, max_power_kw, owner_id FROM devices WHERE id IN (");
+        for (n, id) in chunk.iter().enumerate() {
+            if n > 0 {
+                sql.push(", ");
+            }
+            sql.param(*id);
+        }
+        sql.push(") ORDER BY id");
+        if lock {
+            // Serialises consumers per device; plain foreign-key checks (KEY SHARE) and
+            // admin edits are not blocked for long.
+            sql.push(" FOR NO KEY UPDATE");
+        }
+        for row in db.query_all_raw(sql.build()).await? {
+            found.insert(
+                row.try_get_by_index::<Uuid>(0)?,
+                Device {
+                    max_power_kw: row.try_get_by_index(1)?,
+                    owner_id: row.try_get_by_index(2)?,
+                },
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// Checks every interval that a new reading starts or ends (a late reading creates two) and
+/// inserts the peaks among them.
+async fn detect(
+    txn: &impl ConnectionTrait,
+    backend: DatabaseBackend,
+    readings: &[Reading],
+    inserted: &HashSet<(Uuid, i64)>,
+    devices: &HashMap<Uuid, Device>,
+) -> Result<Vec<NewAlert>, DbErr> {
+    // Per device, the span of its new readings.
+    let mut spans: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+    for r in readings {
+        if inserted.contains(&(r.device_id, r.timestamp_ms)) {
+            let span = spans
+                .entry(r.device_id)
+                .or_insert((r.timestamp_ms, r.timestamp_ms));
+            span.0 = span.0.min(r.timestamp_ms);
+            span.1 = span.1.max(r.timestamp_ms);
+        }
+    }
+    if spans.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    // Each span widened to the stored neighbours just outside it.
+    let mut points: HashMap<Uuid, Vec<Point>> = HashMap::with_capacity(spans.len());
+    let spans: Vec<(Uuid, (i64, i64))> = spans.into_iter().collect();
+    for chunk in spans.chunks(RANGE_CHUNK) {
+        let mut sql = Sql::new(backend);
+        for (n, (device, (lo, hi))) in chunk.iter().enumerate() {
+            if n > 0 {
+                sql.push(" UNION ALL ");
+            }
+            sql.push("SELECT device_id, ts, energy_kwh FROM readings WHERE device_id = ")
+                .param(*device)
+                .push(" AND ts >= COALESCE((SELECT MAX(ts) FROM readings WHERE device_id = ")
+                .param(*device)
+                .push(" AND ts < ")
+                .param(*lo)
+                .push("), ")
+                .param(*lo)
+                .push(") AND ts <= COALESCE((SELECT MIN(ts) FROM readings WHERE device_id = ")
+                .param(*device)
+                .push(" AND ts > ")
+                .param(*hi)
+                .push("), ")
+                .param(*hi)
+                .push(")");
+        }
+        for row in txn.query_all_raw(sql.build()).await? {
+            points
+                .entry(row.try_get_by_index(0)?)
+                .or_default()
+                .push(Point {
+                    t_ms: row.try_get_by_index(1)?,
+                    e_kwh: row.try_get_by_index(2)?,
+                });
+        }
+    }
+
+    let now = Utc::now();
+    let mut candidates = Vec::new();
+    for (device_id, mut series) in points {
+        let Some(device) = devices.get(&device_id) else {
+            continue;
+        };
+        series.sort_unstable_by_key(|p| p.t_ms);
+        for pair in series.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            let touches_new =
+                inserted.contains(&(device_id, a.t_ms)) || inserted.contains(&(device_id, b.t_ms));
+            if !touches_new {
+                continue;
+            }
+            if let Some(power_kw) = peak::peak(a, b, device.max_power_kw) {
+                candidates.push(NewAlert {
+                    id: Uuid::new_v4(),
+                    device_id,
+                    owner_id: device.owner_id,
+                    t1_ms: a.t_ms,
+                    t2_ms: b.t_ms,
+                    power_kw,
+                    max_power_kw: device.max_power_kw,
+                    created_at: now,
+                });
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+
+    let mut raised = HashSet::new();
+    for chunk in candidates.chunks(INSERT_CHUNK / 4) {
+        let mut sql = Sql::new(backend);
+        sql.push(
+            "INSERT INTO alerts (id, device_id, owner_id, t1, t2, power_kw, max_power_kw, \
+             created_at) VALUES ",
+        );
+        for (n, a) in chunk.iter().enumerate() {
+            sql.push(if n == 0 { "(" } else { ", (" })
+                .param(a.id)
+                .push(", ")
+                .param(a.device_id)
+                .push(", ")
+                .param(a.owner_id)
+                .push(", ")
+                .param(a.t1_ms)
+                .push(", ")
+                .param(a.t2_ms)
+                .push(", ")
+                .param(a.power_kw)
+                .push(", ")
+                .param(a.max_power_kw)
+                .push(", ")
+                .param(a.created_at)
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (device_id, t1, t2) DO NOTHING RETURNING id");
+        for row in txn.query_all_raw(sql.build()).await? {
+            raised.insert(row.try_get_by_index::<Uuid>(0)?);
+        }
+    }
+    candidates.retain(|a| raised.contains(&a.id));
+    candidates.sort_by_key(|a| (a.device_id, a.t1_ms));
+    Ok(candidates)
+}

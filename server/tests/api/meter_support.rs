@@ -1,0 +1,257 @@
+//! Shared by the metering tests: devices, simulated meter feeds with known peaks, publishing
+//! through the simulator library, and the lost/duplicated count.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use app::entities::devices;
+use chrono::Utc;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set, Statement};
+use server::metering::peak::{self, Point};
+use simulator::feed::{Clock, Feed, Limit, Source};
+use simulator::profile::{Generator, InjectedPeak, Profile};
+use simulator::{MeterMessage, Publisher, PublisherOptions, Stats, Topology};
+use uuid::Uuid;
+
+pub const STEP_MS: i64 = 600_000;
+
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Names of its own for one test.
+pub fn topology() -> Topology {
+    Topology::with_prefix(&format!("test-{}", Uuid::new_v4().simple()))
+}
+
+/// Deletes a test's queues and exchanges.
+pub async fn drop_topology(topology: &Topology) {
+    let Ok(connection) = Connection::connect(&amqp_url(), ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    if let Ok(channel) = connection.create_channel().await {
+        for queue in [&topology.queue, &topology.dead_letter_queue] {
+            let _ = channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for exchange in [&topology.exchange, &topology.dead_letter_exchange] {
+            let _ = channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+    }
+    let _ = connection.close(200, "bye".into()).await;
+}
+
+pub async fn create_devices(db: &DatabaseConnection, n: usize, max_power_kw: f64) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = Uuid::new_v4();
+        devices::ActiveModel {
+            id: Set(id),
+            description: Set(format!("Test meter {i}")),
+            address: Set("Test street 1".into()),
+            max_power_kw: Set(max_power_kw),
+            owner_id: Set(None),
+            created_at: Set(Utc::now()),
+        }
+        .insert(db)
+        .await
+        .expect("insert device");
+        ids.push(id);
+    }
+    ids
+}
+
+/// `per_device` readings of every device, ten minutes apart and ending now, from the
+/// simulator's household profile at about a third of `max_power_kw`, with a peak of 1.5 times
+/// the maximum every seventh interval. Peaks are never adjacent, so any span of several
+/// intervals averages below the maximum: the peaks are exactly the injected intervals, in
+/// whatever order the readings are processed. Returns the messages in time order and the
+/// expected alerts (device, t1, t2), computed from the messages with the peak rule.
+pub fn feed(
+    devices: &[Uuid],
+    per_device: u64,
+    max_power_kw: f64,
+) -> (Vec<MeterMessage>, BTreeSet<(Uuid, i64, i64)>) {
+    let now = Utc::now().timestamp_millis();
+    let start_ms = now - now.rem_euclid(STEP_MS) - per_device as i64 * STEP_MS;
+    let sources = devices
+        .iter()
+        .map(|&id| {
+            let peaks = (1..per_device as i64)
+                .filter(|i| i % 7 == 3)
+                .map(|i| InjectedPeak {
+                    at_ms: start_ms + (i - 1) * STEP_MS + 1,
+                    power_kw: 1.5 * max_power_kw,
+                });
+            let generator = Generator::new(
+                Profile::Household,
+                max_power_kw / 4.0,
+                id.as_u64_pair().0,
+                100.0,
+            )
+            .with_peaks(peaks);
+            (id, Source::Profile(Box::new(generator)))
+        })
+        .collect();
+    let messages: Vec<MeterMessage> = Feed::new(
+        sources,
+        Clock {
+            start_ms,
+            step_ms: STEP_MS,
+        },
+        Limit {
+            count_per_device: Some(per_device),
+            end_ms: None,
+        },
+    )
+    .collect();
+    let expected = expected_peaks(&messages, max_power_kw);
+    let injected = devices.len() as u64 * (1..per_device).filter(|i| i % 7 == 3).count() as u64;
+    assert_eq!(expected.len() as u64, injected, "the feed has its peaks");
+    (messages, expected)
+}
+
+/// Peaks of consecutive readings per device, by the peak rule.
+pub fn expected_peaks(messages: &[MeterMessage], max_power_kw: f64) -> BTreeSet<(Uuid, i64, i64)> {
+    let mut by_device: HashMap<Uuid, Vec<Point>> = HashMap::new();
+    for m in messages {
+        by_device.entry(m.sensor_id).or_default().push(Point {
+            t_ms: m.timestamp,
+            e_kwh: m.measurement_value,
+        });
+    }
+    let mut expected = BTreeSet::new();
+    for (device, mut points) in by_device {
+        points.sort_by_key(|p| p.t_ms);
+        points.dedup_by_key(|p| p.t_ms);
+        for w in points.windows(2) {
+            if peak::peak(w[0], w[1], max_power_kw).is_some() {
+                expected.insert((device, w[0].t_ms, w[1].t_ms));
+            }
+        }
+    }
+    expected
+}
+
+/// Publishes every body through the simulator's confirmed publisher.
+pub async fn publish(topology: &Topology, bodies: impl IntoIterator<Item = Vec<u8>>) -> Stats {
+    let mut options = PublisherOptions::new(amqp_url(), topology.clone());
+    options.reconnect_for = Duration::from_secs(120);
+    let mut publisher = Publisher::connect(options)
+        .await
+        .expect("publisher connects");
+    for body in bodies {
+        publisher.publish(body).await.expect("publish");
+    }
+    publisher.close().await.expect("all confirmed")
+}
+
+/// The body of a GET, as text.
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .expect("the server answers")
+        .text()
+        .await
+        .expect("a text body")
+}
+
+pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("count query")
+        .expect("a row");
+    row.try_get_by_index(0).expect("a count")
+}
+
+/// Waits until the table holds `n` rows.
+pub async fn wait_for_rows(db: &DatabaseConnection, table: &str, n: i64, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let have = count(db, &format!("SELECT COUNT(*) FROM {table}")).await;
+        if have >= n {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{table}: {have} rows of {n} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Readings expected but missing or with another value (lost), and rows beyond the expected
+/// ones (duplicated).
+pub async fn lost_and_duplicated(db: &DatabaseConnection, messages: &[MeterMessage]) -> (u64, u64) {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT device_id, ts, energy_kwh FROM readings",
+        ))
+        .await
+        .expect("readings");
+    let mut stored: HashMap<(Uuid, i64), Vec<f64>> = HashMap::new();
+    for row in rows {
+        let key = (
+            row.try_get_by_index::<Uuid>(0).unwrap(),
+            row.try_get_by_index::<i64>(1).unwrap(),
+        );
+        stored
+            .entry(key)
+            .or_default()
+            .push(row.try_get_by_index(2).unwrap());
+    }
+    let mut expected: HashMap<(Uuid, i64), f64> = HashMap::new();
+    for m in messages {
+        expected
+            .entry((m.sensor_id, m.timestamp))
+            .or_insert(m.measurement_value);
+    }
+    let lost = expected
+        .iter()
+        .filter(|(key, value)| stored.get(key).is_none_or(|v| v[0] != **value))
+        .count() as u64;
+    let duplicated = stored
+        .iter()
+        .map(|(key, values)| {
+            if expected.contains_key(key) {
+                values.len() as u64 - 1
+            } else {
+                values.len() as u64
+            }
+        })
+        .sum();
+    (lost, duplicated)
+}
+
+/// The alerts stored, as (device, t1, t2), with no two alike.
+pub async fn stored_alerts(db: &DatabaseConnection) -> BTreeSet<(Uuid, i64, i64)> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT device_id, t1, t2 FROM alerts",
+        ))
+        .await
+        .expect("alerts");
+    let n = rows.len();
+    let set: BTreeSet<_> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+                r.try_get_by_index(2).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(set.len(), n, "no alert is stored twice");
+    set
+}

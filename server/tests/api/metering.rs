@@ -1,0 +1,661 @@
+//! The metering pipeline end to end: the simulator library publishes to a real RabbitMQ, the
+//! server consumes into a real database (PostgreSQL or SQLite), and the tests count what was
+//! stored, dead-lettered and alerted. Every test has queue and exchange names of its own.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::BasicGetOptions;
+use lapin::{Connection, ConnectionProperties};
+use sea_orm::{ConnectionTrait, Database, Statement};
+use server::metering::message::Rejection;
+use server::metering::metrics::Metrics;
+use server::metering::pipeline::{Pipeline, Verdict};
+use server::metering::store::NewAlert;
+use simulator::topology::{header_text, REASON_HEADER};
+use simulator::MeterMessage;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app, spawn_app_with, start, Backend, TestApp};
+use crate::meter_support::*;
+
+async fn spawn_consumer(backend: Backend, topology: &simulator::Topology) -> TestApp {
+    let topology = topology.clone();
+    spawn_app_with(backend, move |c| {
+        c.amqp_url = Some(amqp_url());
+        c.topology = topology;
+    })
+    .await
+}
+
+fn collect_alerts(rx: &mut broadcast::Receiver<NewAlert>) -> Vec<NewAlert> {
+    let mut got = Vec::new();
+    while let Ok(a) = rx.try_recv() {
+        got.push(a);
+    }
+    got
+}
+
+crate::on_both_backends!(
+    simulator_readings_are_stored_once_with_exactly_the_expected_peaks,
+    late_readings_resets_and_conflicts_follow_the_peak_rule,
+);
+
+async fn simulator_readings_are_stored_once_with_exactly_the_expected_peaks(backend: Backend) {
+    let topology = topology();
+    let app = spawn_consumer(backend, &topology).await;
+    let mut notifications = app.metering.alerts.subscribe();
+    let max = 6.0;
+    let devices = create_devices(&app.db, 4, max).await;
+    let (messages, expected) = feed(&devices, 250, max);
+
+    // Every reading once, then 100 of them again (a meter resending), then 5 conflicting
+    // copies: a different value for a stored (device, timestamp).
+    let mut bodies: Vec<Vec<u8>> = messages.iter().map(MeterMessage::to_json).collect();
+    bodies.extend(messages.iter().step_by(10).map(MeterMessage::to_json));
+    bodies.extend(messages.iter().skip(3).step_by(200).map(|m| {
+        MeterMessage {
+            measurement_value: m.measurement_value + 1.0,
+            ..*m
+        }
+        .to_json()
+    }));
+    let stats = publish(&topology, bodies).await;
+    assert_eq!(stats.confirmed, 1105, "{stats:?}");
+    assert_eq!(stats.returned + stats.failed, 0);
+
+    wait_for_rows(&app.db, "readings", 1000, Duration::from_secs(60)).await;
+    let metrics = &app.metering.metrics;
+    for _ in 0..100 {
+        if metrics.accepted.load(Relaxed)
+            + metrics.duplicates.load(Relaxed)
+            + metrics.conflicts.load(Relaxed)
+            >= 1105
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(lost_and_duplicated(&app.db, &messages).await, (0, 0));
+    assert_eq!(metrics.accepted.load(Relaxed), 1000);
+    assert_eq!(metrics.duplicates.load(Relaxed), 100);
+    assert_eq!(metrics.conflicts.load(Relaxed), 5);
+
+    let alerts = stored_alerts(&app.db).await;
+    assert_eq!(alerts, expected);
+    let notified: BTreeSet<_> = collect_alerts(&mut notifications)
+        .into_iter()
+        .map(|a| (a.device_id, a.t1_ms, a.t2_ms))
+        .collect();
+    assert_eq!(
+        notified, expected,
+        "each new alert reaches the notification stream"
+    );
+
+    let text = get_text(&format!("{}/metrics", app.address)).await;
+    assert!(
+        text.contains("energy_readings_accepted_total 1000\n"),
+        "{text}"
+    );
+    assert!(text.contains("energy_readings_conflict_total 5\n"));
+    assert!(text.contains(&format!("energy_peaks_detected_total {}\n", expected.len())));
+    assert!(text.contains("energy_consumer_connected{queue=\"amqp\"} 1\n"));
+    drop_topology(&topology).await;
+}
+
+/// Bad messages, each with the reason the dead-letter header must carry.
+fn catalogue(device: Uuid, now: i64) -> Vec<(Vec<u8>, &'static str)> {
+    let ok = |rest: &str| format!(r#"{{"sensor_id":"{device}",{rest}}}"#).into_bytes();
+    vec![
+        (vec![b' '; 5000], "oversized"),
+        (vec![0xff, 0xfe, 0x00], "not_utf8"),
+        (b"{\"timestamp\":".to_vec(), "malformed_json"),
+        (Vec::new(), "malformed_json"),
+        (b"NaN".to_vec(), "malformed_json"),
+        (b"[1,2,3]".to_vec(), "not_an_object"),
+        (
+            ok(&format!(r#""timestamp":{now},"measurement_value":1,"extra":true"#)),
+            "unknown_field",
+        ),
+        (ok(r#""measurement_value":1"#), "missing_field"),
+        (ok(&format!(r#""timestamp":{now}"#)), "missing_field"),
+        (
+            format!(r#"{{"sensor_id":"{device}","device_id":"{device}","timestamp":{now},"measurement_value":1}}"#)
+                .into_bytes(),
+            "both_ids",
+        ),
+        (
+            format!(r#"{{"timestamp":{now},"measurement_value":1}}"#).into_bytes(),
+            "no_id",
+        ),
+        (
+            format!(r#"{{"sensor_id":12,"timestamp":{now},"measurement_value":1}}"#).into_bytes(),
+            "wrong_type",
+        ),
+        (
+            ok(&format!(r#""timestamp":"{now}","measurement_value":1"#)),
+            "wrong_type",
+        ),
+        (
+            ok(&format!(r#""timestamp":{now}.5,"measurement_value":1"#)),
+            "wrong_type",
+        ),
+        (
+            ok(&format!(r#""timestamp":{now},"measurement_value":"12""#)),
+            "wrong_type",
+        ),
+        (
+            format!(r#"{{"sensor_id":"meter-7","timestamp":{now},"measurement_value":1}}"#)
+                .into_bytes(),
+            "bad_device_id",
+        ),
+        (
+            ok(r#""timestamp":-5,"measurement_value":1"#),
+            "negative_timestamp",
+        ),
+        (
+            ok(&format!(r#""timestamp":{},"measurement_value":1"#, now + 3_600_000)),
+            "future_timestamp",
+        ),
+        (
+            ok(&format!(r#""timestamp":{now},"measurement_value":-3.5"#)),
+            "negative_value",
+        ),
+        (
+            ok(&format!(r#""timestamp":{now},"measurement_value":1e999"#)),
+            "malformed_json",
+        ),
+        (
+            format!(
+                r#"{{"sensor_id":"{}","timestamp":{now},"measurement_value":1}}"#,
+                Uuid::new_v4()
+            )
+            .into_bytes(),
+            "unknown_device",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_dead_lettered_with_their_reason_and_block_nothing() {
+    let topology = topology();
+    let app = spawn_consumer(Backend::Postgres, &topology).await;
+    let max = 6.0;
+    let devices = create_devices(&app.db, 2, max).await;
+    let (messages, _) = feed(&devices, 100, max);
+    let now = chrono::Utc::now().timestamp_millis();
+    let bad = catalogue(devices[0], now);
+    assert!(bad.len() >= 15);
+
+    // A bad message after every ninth good one.
+    let mut bodies = Vec::new();
+    let mut bad_iter = bad.iter();
+    for (i, m) in messages.iter().enumerate() {
+        bodies.push(m.to_json());
+        if i % 9 == 0 {
+            if let Some((body, _)) = bad_iter.next() {
+                bodies.push(body.clone());
+            }
+        }
+    }
+    for (body, _) in bad_iter {
+        bodies.push(body.clone());
+    }
+    let stats = publish(&topology, bodies).await;
+    assert_eq!(stats.confirmed as usize, messages.len() + bad.len());
+
+    wait_for_rows(
+        &app.db,
+        "readings",
+        messages.len() as i64,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(lost_and_duplicated(&app.db, &messages).await, (0, 0));
+
+    // Read the dead-letter queue back.
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut reasons = Vec::new();
+    let mut bodies_seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while reasons.len() < bad.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} dead letters of {}",
+            reasons.len(),
+            bad.len()
+        );
+        match channel
+            .basic_get(
+                topology.dead_letter_queue.as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+        {
+            Some(message) => {
+                reasons.push(header_text(&message.delivery.properties, REASON_HEADER).unwrap());
+                bodies_seen.push(message.delivery.data.clone());
+            }
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let mut want: Vec<String> = bad.iter().map(|(_, r)| r.to_string()).collect();
+    want.sort();
+    reasons.sort();
+    assert_eq!(reasons, want);
+    for (body, _) in &bad {
+        assert!(bodies_seen.contains(body), "the dead letter keeps its body");
+    }
+    assert_eq!(app.metering.metrics.rejected("unknown_device"), 1);
+    assert_eq!(app.metering.metrics.rejected("wrong_type"), 4);
+    let _ = connection.close(200, "bye".into()).await;
+    drop_topology(&topology).await;
+}
+
+/// The edge cases of the peak rule, through the same step the consumers use.
+async fn late_readings_resets_and_conflicts_follow_the_peak_rule(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let device = create_devices(&app.db, 1, 6.0).await[0];
+    let (alerts, mut rx) = broadcast::channel(64);
+    let pipeline = Pipeline::new(
+        app.db.clone(),
+        Arc::new(Metrics::new("test")),
+        alerts,
+        Duration::from_secs(300),
+    );
+    let base = chrono::Utc::now().timestamp_millis() - 24 * 3_600_000;
+    let at = |minutes: i64| base + minutes * 60_000;
+    let msg = |minutes: i64, kwh: f64| {
+        MeterMessage {
+            timestamp: at(minutes),
+            sensor_id: device,
+            measurement_value: kwh,
+        }
+        .to_json()
+    };
+    let process = |bodies: Vec<Vec<u8>>| {
+        let pipeline = &pipeline;
+        async move {
+            let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+            pipeline.process(&refs).await.unwrap()
+        }
+    };
+    let raised = |rx: &mut broadcast::Receiver<NewAlert>| -> Vec<(i64, i64)> {
+        collect_alerts(rx)
+            .into_iter()
+            .map(|a| ((a.t1_ms - base) / 60_000, (a.t2_ms - base) / 60_000))
+            .collect()
+    };
+
+    // 3 kWh in 20 minutes is 9 kW: a peak over a 6 kW maximum.
+    assert_eq!(
+        process(vec![msg(0, 100.0), msg(20, 103.0)]).await,
+        [Verdict::Stored, Verdict::Stored]
+    );
+    assert_eq!(raised(&mut rx), [(0, 20)]);
+
+    // A late reading splits it: both halves are checked, the old alert stays.
+    assert_eq!(process(vec![msg(10, 102.5)]).await, [Verdict::Stored]);
+    assert_eq!(raised(&mut rx), [(0, 10)]);
+    // (0,10): 15 kW, a peak; (10,20): 3 kW, not.
+
+    // Exactly the maximum is no peak: 1 kWh in 10 minutes is 6 kW.
+    process(vec![msg(30, 104.0)]).await;
+    assert_eq!(raised(&mut rx), Vec::<(i64, i64)>::new());
+
+    // A falling register is a reset: no alert, and the new value is the base.
+    process(vec![msg(40, 0.5)]).await;
+    assert!(raised(&mut rx).is_empty());
+    process(vec![msg(50, 2.0)]).await;
+    assert_eq!(raised(&mut rx), [(40, 50)]);
+
+    // The same reading again is a no-op; another value for it is a conflict, and the first
+    // value stands. Copies inside one batch are judged the same way.
+    assert_eq!(
+        process(vec![
+            msg(50, 2.0),
+            msg(50, 9.0),
+            msg(60, 2.1),
+            msg(60, 2.1),
+            msg(60, 7.0)
+        ])
+        .await,
+        [
+            Verdict::Duplicate,
+            Verdict::Conflict,
+            Verdict::Stored,
+            Verdict::Duplicate,
+            Verdict::Conflict
+        ]
+    );
+    assert!(raised(&mut rx).is_empty());
+    assert_eq!(
+        count(&app.db, "SELECT COUNT(*) FROM readings").await,
+        7,
+        "0, 10, 20, 30, 40, 50, 60"
+    );
+    let stored_60: f64 = {
+        let row = app
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                app.db.get_database_backend(),
+                match backend {
+                    Backend::Postgres => "SELECT energy_kwh FROM readings WHERE ts = $1",
+                    Backend::Sqlite => "SELECT energy_kwh FROM readings WHERE ts = ?",
+                },
+                [at(60).into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index(0).unwrap()
+    };
+    assert_eq!(stored_60, 2.1);
+
+    // An unknown device is rejected, the rest of its batch is stored.
+    let stranger = MeterMessage {
+        timestamp: at(70),
+        sensor_id: Uuid::new_v4(),
+        measurement_value: 1.0,
+    }
+    .to_json();
+    assert_eq!(
+        process(vec![stranger, msg(70, 2.2)]).await,
+        [Verdict::Rejected(Rejection::UnknownDevice), Verdict::Stored]
+    );
+
+    let history: BTreeSet<(i64, i64)> = stored_alerts(&app.db)
+        .await
+        .into_iter()
+        .map(|(_, t1, t2)| ((t1 - base) / 60_000, (t2 - base) / 60_000))
+        .collect();
+    assert_eq!(history, BTreeSet::from([(0, 20), (0, 10), (40, 50)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_instances_raise_each_peak_exactly_once() {
+    let topology = topology();
+    let first = spawn_consumer(Backend::Postgres, &topology).await;
+    let mut config = server::Config::for_database(first.database_url.clone());
+    config.amqp_url = Some(amqp_url());
+    config.topology = topology.clone();
+    let (_, _, second) = start(config).await;
+    let mut rx_first = first.metering.alerts.subscribe();
+    let mut rx_second = second.alerts.subscribe();
+
+    let max = 5.0;
+    let devices = create_devices(&first.db, 20, max).await;
+    let (messages, expected) = feed(&devices, 500, max);
+    let stats = publish(&topology, messages.iter().map(MeterMessage::to_json)).await;
+    assert_eq!(stats.confirmed, 10_000);
+
+    wait_for_rows(&first.db, "readings", 10_000, Duration::from_secs(120)).await;
+    let (lost, duplicated) = lost_and_duplicated(&first.db, &messages).await;
+    println!("two instances: 10000 readings, lost = {lost}, duplicated = {duplicated}");
+    assert_eq!((lost, duplicated), (0, 0));
+
+    let alerts = stored_alerts(&first.db).await;
+    assert_eq!(alerts, expected);
+    let mut notified: Vec<_> = collect_alerts(&mut rx_first)
+        .into_iter()
+        .chain(collect_alerts(&mut rx_second))
+        .map(|a| (a.device_id, a.t1_ms, a.t2_ms))
+        .collect();
+    let (a, b) = (
+        first.metering.metrics.accepted.load(Relaxed),
+        second.metrics.accepted.load(Relaxed),
+    );
+    println!("instance readings: {a} + {b}; peaks: {}", notified.len());
+    assert!(a > 0 && b > 0, "both instances consumed ({a}, {b})");
+    notified.sort();
+    let unique: BTreeSet<_> = notified.iter().copied().collect();
+    assert_eq!(notified.len(), unique.len(), "no alert is notified twice");
+    assert_eq!(unique, expected);
+    drop_topology(&topology).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_survive_the_database_being_unavailable() {
+    let topology = topology();
+    let app = spawn_consumer(Backend::Postgres, &topology).await;
+    let name = current_database(&app).await;
+    let max = 5.0;
+    let devices = create_devices(&app.db, 10, max).await;
+    let (messages, expected) = feed(&devices, 1_200, max);
+    let publisher = {
+        let topology = topology.clone();
+        let bodies: Vec<Vec<u8>> = messages.iter().map(MeterMessage::to_json).collect();
+        tokio::spawn(async move { publish(&topology, bodies).await })
+    };
+    wait_for_rows(&app.db, "readings", 2_000, Duration::from_secs(60)).await;
+
+    // Refuse new connections and end the app's for five seconds.
+    let admin = Database::connect(postgres_admin_url()).await.unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS false"
+        ))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS true"
+        ))
+        .await
+        .unwrap();
+
+    let stats = publisher.await.unwrap();
+    assert_eq!(stats.confirmed, 12_000);
+    wait_for_rows(&app.db, "readings", 12_000, Duration::from_secs(120)).await;
+    let (lost, duplicated) = lost_and_duplicated(&app.db, &messages).await;
+    let retries = app.metering.metrics.transient_failures.load(Relaxed);
+    println!(
+        "database outage: 12000 readings, lost = {lost}, duplicated = {duplicated}, batches retried = {retries}"
+    );
+    assert_eq!((lost, duplicated), (0, 0));
+    assert!(retries > 0, "the outage was noticed");
+    assert_eq!(stored_alerts(&app.db).await, expected);
+    drop_topology(&topology).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_survive_the_consumer_being_killed_before_it_acks() {
+    let topology = topology();
+    // The database and devices come from a test app that consumes nothing (no broker).
+    let app = spawn_app(Backend::Postgres).await;
+    let max = 5.0;
+    let devices = create_devices(&app.db, 10, max).await;
+    let (messages, expected) = feed(&devices, 1_200, max);
+    let stats = publish(&topology, messages.iter().map(MeterMessage::to_json)).await;
+    assert_eq!(stats.confirmed, 12_000);
+
+    let mut redelivered_duplicates = 0;
+    for stop_at in [3_000, 7_000] {
+        let mut child = ServerProcess::start(&app.database_url, &topology, 200);
+        wait_for_rows(&app.db, "readings", stop_at, Duration::from_secs(60)).await;
+        child.read_metrics().await;
+        child.kill();
+        redelivered_duplicates += child.duplicates;
+    }
+    let mut last = ServerProcess::start(&app.database_url, &topology, 200);
+    wait_for_rows(&app.db, "readings", 12_000, Duration::from_secs(120)).await;
+    last.read_metrics().await;
+    redelivered_duplicates += last.duplicates;
+    let (lost, duplicated) = lost_and_duplicated(&app.db, &messages).await;
+    println!(
+        "consumer killed twice: 12000 readings, lost = {lost}, duplicated = {duplicated}, \
+         redelivered after commit = {redelivered_duplicates}"
+    );
+    assert_eq!((lost, duplicated), (0, 0));
+    assert_eq!(stored_alerts(&app.db).await, expected);
+    last.kill();
+    drop_topology(&topology).await;
+}
+
+/// The server binary, consuming, killed with SIGKILL: nothing is acknowledged on the way out.
+struct ServerProcess {
+    child: std::process::Child,
+    address: String,
+    duplicates: u64,
+}
+
+impl ServerProcess {
+    fn start(database_url: &str, topology: &simulator::Topology, batch: u32) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", database_url)
+            .env("AMQP_URL", amqp_url())
+            .env("AMQP_EXCHANGE", &topology.exchange)
+            .env("AMQP_QUEUE", &topology.queue)
+            .env("AMQP_DEAD_LETTER_EXCHANGE", &topology.dead_letter_exchange)
+            .env("AMQP_DEAD_LETTER_QUEUE", &topology.dead_letter_queue)
+            .env("CONSUMER_BATCH_SIZE", batch.to_string())
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("server starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let address = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.strip_prefix("Energy Utility Platform listening on ")
+                    .map(str::to_owned)
+            })
+            .expect("the server says where it listens");
+        // Keep draining stdout so the child never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess {
+            child,
+            address,
+            duplicates: 0,
+        }
+    }
+
+    async fn read_metrics(&mut self) {
+        if let Ok(r) = reqwest::get(format!("{}/metrics", self.address)).await {
+            if let Ok(text) = r.text().await {
+                self.duplicates = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("energy_readings_duplicate_total "))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn the_embedded_queue_stores_readings_and_keeps_dead_letters() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let queue = app
+        .metering
+        .local
+        .clone()
+        .expect("no AMQP_URL: in-process queue");
+    let devices = create_devices(&app.db, 2, 6.0).await;
+    let (messages, expected) = feed(&devices, 60, 6.0);
+    for m in &messages {
+        queue.send(m.to_json()).await.unwrap();
+    }
+    queue.send(b"{\"oops\":1}".to_vec()).await.unwrap();
+    wait_for_rows(&app.db, "readings", 120, Duration::from_secs(30)).await;
+    wait_for_rows(&app.db, "dead_letters", 1, Duration::from_secs(30)).await;
+    assert_eq!(lost_and_duplicated(&app.db, &messages).await, (0, 0));
+    assert_eq!(stored_alerts(&app.db).await, expected);
+    let row = app
+        .db
+        .query_one_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT reason, detail FROM dead_letters",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "unknown_field");
+    assert!(row.try_get_by_index::<String>(1).unwrap().contains("oops"));
+}
+
+#[tokio::test]
+async fn demo_mode_feeds_readings_and_raises_peaks() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.demo = true;
+        c.demo_interval_secs = 1;
+        c.demo_peak_every_secs = 2;
+    })
+    .await;
+    wait_for_rows(&app.db, "readings", 8, Duration::from_secs(20)).await;
+    wait_for_rows(&app.db, "alerts", 1, Duration::from_secs(20)).await;
+    let body: serde_json::Value = reqwest::get(format!("{}/healthz", app.address))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["queue"], "ok");
+    assert_eq!(body["queue_kind"], "in-process");
+}
+
+#[tokio::test]
+async fn health_is_503_while_the_broker_is_unreachable() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.amqp_url = Some("amqp://guest:guest@127.0.0.1:1/%2f".into());
+        c.topology = topology();
+    })
+    .await;
+    let response = reqwest::get(format!("{}/healthz", app.address))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["queue"], "disconnected");
+}
+
+async fn current_database(app: &TestApp) -> String {
+    let row = app
+        .db
+        .query_one_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT current_database()",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index(0).unwrap()
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
