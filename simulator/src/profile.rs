@@ -165,7 +165,9 @@ impl Generator {
             let hours = (to_ms - from_ms) as f64 / MS_PER_HOUR;
             self.register_kwh += self.power_kw(from_ms, to_ms) * hours;
         }
-        (self.register_kwh / self.resolution_kwh).round() * self.resolution_kwh
+        // Dividing by a whole number keeps 0.118 printing as 0.118, not 0.11800000000000001.
+        let steps_per_kwh = (1.0 / self.resolution_kwh).round().max(1.0);
+        (self.register_kwh * steps_per_kwh).round() / steps_per_kwh
     }
 }
 
@@ -191,6 +193,8 @@ mod tests {
         assert_eq!(a, run());
         // A day of a 2 kW-nominal household is a few tens of kWh.
         let day = a[143] - 100.0;
+        // Whole Wh, printed as such.
+        assert!(a.iter().all(|v| v.to_string().len() <= 12), "{a:?}");
         assert!((10.0..60.0).contains(&day), "{day}");
     }
 

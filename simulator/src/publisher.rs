@@ -24,7 +24,10 @@ pub struct PublisherOptions {
     pub window: usize,
     /// How long one confirm may take before the connection is presumed dead.
     pub confirm_timeout: Duration,
-    /// How long to keep trying to (re)connect before giving up.
+    /// How long to keep trying to connect the first time before giving up (a wrong URL
+    /// should fail fast).
+    pub connect_for: Duration,
+    /// How long to keep trying to reconnect after losing a working connection.
     pub reconnect_for: Duration,
     /// Sends of one message (first try included) before it counts as failed.
     pub max_attempts: u32,
@@ -39,6 +42,7 @@ impl PublisherOptions {
             topology,
             window: 2048,
             confirm_timeout: Duration::from_secs(15),
+            connect_for: Duration::from_secs(5),
             reconnect_for: Duration::from_secs(60),
             max_attempts: 10,
             connection_name: "energy-simulator".into(),
@@ -274,7 +278,12 @@ impl Publisher {
                     })
                 }
                 Err(Opened::Unreachable(source)) => {
-                    if started.elapsed() >= self.options.reconnect_for {
+                    let patience = if self.connected_once {
+                        self.options.reconnect_for
+                    } else {
+                        self.options.connect_for
+                    };
+                    if started.elapsed() >= patience {
                         return Err(PublishError::Unreachable {
                             url: redact(&self.options.url),
                             secs: started.elapsed().as_secs(),

@@ -55,7 +55,12 @@ pub async fn run(
     let mut delay = Duration::from_millis(200);
     let mut sessions = 0u64;
     loop {
+        let before = sessions;
         let ended = session(&settings, &pipeline, &cancel, &mut sessions).await;
+        if sessions > before {
+            // This session got going: the next failure starts the backoff afresh.
+            delay = Duration::from_millis(200);
+        }
         metrics.queue_connected.store(false, Relaxed);
         match ended {
             Ended::Stopped => return Ok(()),
@@ -73,10 +78,6 @@ pub async fn run(
                 }
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
-        }
-        if sessions > 0 {
-            // A session that got going resets the backoff for the next failure.
-            delay = delay.min(Duration::from_secs(1));
         }
     }
 }

@@ -131,6 +131,7 @@ impl MeterService {
                         let mut options =
                             PublisherOptions::new(url.clone(), settings.topology.clone());
                         options.connection_name = "energy-server-demo-feed".into();
+                        options.connect_for = Duration::from_secs(60);
                         options.reconnect_for = Duration::from_secs(3600);
                         match Publisher::connect(options).await {
                             Ok(p) => Some(DemoSink::Amqp(Box::new(p))),
