@@ -29,7 +29,8 @@ pub struct PublisherOptions {
     pub connect_for: Duration,
     /// How long to keep trying to reconnect after losing a working connection.
     pub reconnect_for: Duration,
-    /// Sends of one message (first try included) before it counts as failed.
+    /// Sends of one message the broker refused (nack) before it counts as failed; resends
+    /// after a lost connection do not count.
     pub max_attempts: u32,
     /// Shown in the broker's connection list.
     pub connection_name: String,
@@ -59,9 +60,9 @@ pub struct Stats {
     pub confirmed: u64,
     /// Acknowledged but unroutable (no queue bound): failures.
     pub returned: u64,
-    /// Given up on after `max_attempts` sends.
+    /// Given up on after `max_attempts` refusals.
     pub failed: u64,
-    /// Sends repeated because a confirm did not arrive.
+    /// Sends repeated because a confirm did not arrive or was negative.
     pub retried: u64,
     /// Connections made after the first.
     pub reconnects: u64,
@@ -208,38 +209,46 @@ impl Publisher {
                 );
             }
             Ok(Ok(Confirmation::Nack(_))) => {
-                tracing::warn!("the broker refused a message (nack); sending it again");
-                self.retry(pending.body, pending.attempt);
+                // The broker could not take it (an internal error): wait a little, then send
+                // it again, up to `max_attempts` times.
+                tracing::warn!(
+                    attempt = pending.attempt,
+                    "the broker refused a message (nack)"
+                );
+                tokio::time::sleep(Duration::from_millis(100) * pending.attempt).await;
+                if pending.attempt >= self.options.max_attempts {
+                    self.stats.failed += 1;
+                    tracing::error!(attempts = pending.attempt, "giving up on a message");
+                } else {
+                    self.resend(pending.body, pending.attempt + 1);
+                }
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "no confirm: connection lost");
-                self.retry(pending.body, pending.attempt);
+                self.resend(pending.body, pending.attempt);
                 self.lost_connection();
             }
             Err(_) => {
                 tracing::warn!("no confirm in time: presuming the connection dead");
-                self.retry(pending.body, pending.attempt);
+                self.resend(pending.body, pending.attempt);
                 self.lost_connection();
             }
         }
         Ok(())
     }
 
-    fn retry(&mut self, body: Arc<[u8]>, attempt: u32) {
-        if attempt >= self.options.max_attempts {
-            self.stats.failed += 1;
-            tracing::error!(attempts = attempt, "giving up on a message");
-        } else {
-            self.stats.retried += 1;
-            self.outbox.push_back((body, attempt + 1));
-        }
+    fn resend(&mut self, body: Arc<[u8]>, attempt: u32) {
+        self.stats.retried += 1;
+        self.outbox.push_back((body, attempt));
     }
 
-    /// Every message still awaiting a confirm has an unknown fate: send it again.
+    /// Every message still awaiting a confirm has an unknown fate: send it again. A lost
+    /// connection is not the message's fault, so it does not count as an attempt; the
+    /// reconnect deadline bounds how long this goes on.
     fn lost_connection(&mut self) {
         let pending: Vec<Pending> = self.pending.drain(..).collect();
         for p in pending {
-            self.retry(p.body, p.attempt);
+            self.resend(p.body, p.attempt);
         }
         self.channel = None;
         if let Some(connection) = self.connection.take() {
@@ -309,9 +318,7 @@ impl Publisher {
             .await
             .map_err(Opened::Unreachable)?;
         if let Err(error) = self.options.topology.declare(&channel).await {
-            // A refusal closes the channel but not the connection; a dead connection is not
-            // a refusal.
-            let refused = connection.status().connected();
+            let refused = crate::topology::is_refusal(&error);
             let _ = connection.close(200, "bye".into()).await;
             return Err(if refused {
                 Opened::Refused(error)

@@ -156,6 +156,19 @@ fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
 }
 
+/// Whether the broker refused a declaration: a queue or exchange exists with other arguments
+/// (PRECONDITION_FAILED), or the user may not declare it (ACCESS_REFUSED). Retrying cannot help.
+pub fn is_refusal(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(e) => matches!(
+            e.kind(),
+            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::ACCESSREFUSED)
+        ),
+        _ => false,
+    }
+}
+
 /// The text of a string header, if the message has it.
 pub fn header_text(properties: &lapin::BasicProperties, name: &str) -> Option<String> {
     let headers = properties.headers().as_ref()?;

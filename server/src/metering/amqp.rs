@@ -1,9 +1,12 @@
 //! The RabbitMQ consumer. It declares the topology, sets the prefetch, and consumes in batches:
 //! a batch is validated, committed, its rejects are dead-lettered (with the reason in a header,
 //! confirmed by the broker), and only then is it acknowledged, once, up to its last delivery
-//! tag. When the connection drops it reconnects with backoff and does all of that again (lapin's
-//! own recovery would not re-apply `basic_qos`); deliveries that were not acknowledged come back
-//! and are recognised as duplicates.
+//! tag. When the connection drops it reconnects with backoff and sets all of that up again
+//! itself rather than through lapin's auto-recovery: an unfinished batch's delivery tags die
+//! with their channel anyway, and the broker-restart test checks the topology and prefetch
+//! afterwards. Deliveries that were not acknowledged come back and are recognised as
+//! duplicates. Dead letters are published on a connection of their own, so that a broker
+//! blocking publishers (memory or disk alarm) never stalls the consuming connection's acks.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use simulator::publisher::redact;
-use simulator::topology::{Topology, DETAIL_HEADER, REASON_HEADER};
+use simulator::topology::{is_refusal, Topology, DETAIL_HEADER, REASON_HEADER};
 use tokio_util::sync::CancellationToken;
 
 use super::pipeline::{Pipeline, Verdict};
@@ -55,10 +58,12 @@ pub async fn run(
     let mut delay = Duration::from_millis(200);
     let mut sessions = 0u64;
     loop {
-        let before = sessions;
-        let ended = session(&settings, &pipeline, &cancel, &mut sessions).await;
-        if sessions > before {
-            // This session got going: the next failure starts the backoff afresh.
+        let mut acked = false;
+        let ended = session(&settings, &pipeline, &cancel, &mut sessions, &mut acked).await;
+        if acked {
+            // This session made progress: the next failure starts the backoff afresh. One
+            // that never acknowledged a batch keeps backing off, so a failure on every batch
+            // cannot turn into a fast reconnect loop that spends the deliveries' limit.
             delay = Duration::from_millis(200);
         }
         metrics.queue_connected.store(false, Relaxed);
@@ -82,36 +87,64 @@ pub async fn run(
     }
 }
 
-async fn session(
-    settings: &AmqpSettings,
-    pipeline: &Pipeline,
-    cancel: &CancellationToken,
-    sessions: &mut u64,
-) -> Ended {
-    let connection = match Connection::connect(
-        &settings.url,
-        ConnectionProperties::default().with_connection_name("energy-server".into()),
+async fn connect(url: &str, name: &str) -> Result<Connection, Ended> {
+    Connection::connect(
+        url,
+        ConnectionProperties::default().with_connection_name(name.into()),
     )
     .await
-    {
-        Ok(c) => c,
-        Err(e) => return Ended::Lost(format!("cannot connect: {e}")),
-    };
-    let ended = consume(&connection, settings, pipeline, cancel, sessions).await;
+    .map_err(|e| Ended::Lost(format!("cannot connect: {e}")))
+}
+
+async fn close(connection: Connection) {
     let _ = tokio::time::timeout(
         Duration::from_secs(2),
         connection.close(200, "consumer stopping".into()),
     )
     .await;
+}
+
+async fn session(
+    settings: &AmqpSettings,
+    pipeline: &Pipeline,
+    cancel: &CancellationToken,
+    sessions: &mut u64,
+    acked: &mut bool,
+) -> Ended {
+    let connection = match connect(&settings.url, "energy-server").await {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let publishing = match connect(&settings.url, "energy-server-dead-letters").await {
+        Ok(c) => c,
+        Err(e) => {
+            close(connection).await;
+            return e;
+        }
+    };
+    let ended = consume(
+        &connection,
+        &publishing,
+        settings,
+        pipeline,
+        cancel,
+        sessions,
+        acked,
+    )
+    .await;
+    close(connection).await;
+    close(publishing).await;
     ended
 }
 
 async fn consume(
     connection: &Connection,
+    publishing: &Connection,
     settings: &AmqpSettings,
     pipeline: &Pipeline,
     cancel: &CancellationToken,
     sessions: &mut u64,
+    acked: &mut bool,
 ) -> Ended {
     let lost = |what: &str, e: lapin::Error| Ended::Lost(format!("{what}: {e}"));
     let channel = match connection.create_channel().await {
@@ -119,7 +152,7 @@ async fn consume(
         Err(e) => return lost("cannot open a channel", e),
     };
     if let Err(e) = settings.topology.declare(&channel).await {
-        return if connection.status().connected() {
+        return if is_refusal(&e) {
             Ended::Fatal(anyhow::anyhow!(
                 "the broker refused the topology (queue {:?}, exchange {:?}): {e}. A queue \
                  declared earlier with other arguments must be deleted or renamed",
@@ -136,8 +169,8 @@ async fn consume(
     {
         return lost("cannot set the prefetch", e);
     }
-    // Dead-lettering publishes with confirms, on a channel of its own.
-    let dead_letters = match connection.create_channel().await {
+    // Dead-lettering publishes with confirms, on its own connection.
+    let dead_letters = match publishing.create_channel().await {
         Ok(c) => c,
         Err(e) => return lost("cannot open a channel", e),
     };
@@ -238,7 +271,7 @@ async fn consume(
             break f;
         }
         match handle_batch(&batch, &channel, &dead_letters, settings, pipeline, cancel).await {
-            Ok(()) => {}
+            Ok(()) => *acked = true,
             Err(e) => break e,
         }
     };
@@ -255,11 +288,20 @@ async fn handle_batch(
     cancel: &CancellationToken,
 ) -> Result<(), Ended> {
     let bodies: Vec<&[u8]> = batch.iter().map(|d| d.data.as_slice()).collect();
-    let Some(verdicts) = pipeline
-        .process_until_done(&bodies, cancel.cancelled())
-        .await
-    else {
-        return Err(Ended::Stopped);
+    // Retrying a database outage stops when the channel goes (the broker closes it after its
+    // consumer timeout): the deliveries are redelivered then, so storing them here is moot.
+    let gone = async {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = closed(channel) => {}
+        }
+    };
+    let Some(verdicts) = pipeline.process_until_done(&bodies, gone).await else {
+        return Err(if cancel.is_cancelled() {
+            Ended::Stopped
+        } else {
+            Ended::Lost("the channel closed while the database was unavailable".into())
+        });
     };
 
     let mut confirms = Vec::new();
@@ -306,10 +348,11 @@ async fn handle_batch(
         confirms.push(confirm);
     }
     for confirm in confirms {
-        match confirm.await {
-            Ok(c) if c.is_ack() => {}
-            Ok(_) => return Err(Ended::Lost("the broker refused a dead letter".into())),
-            Err(e) => return Err(Ended::Lost(format!("dead letter not confirmed: {e}"))),
+        match tokio::time::timeout(Duration::from_secs(30), confirm).await {
+            Ok(Ok(c)) if c.is_ack() => {}
+            Ok(Ok(_)) => return Err(Ended::Lost("the broker refused a dead letter".into())),
+            Ok(Err(e)) => return Err(Ended::Lost(format!("dead letter not confirmed: {e}"))),
+            Err(_) => return Err(Ended::Lost("no confirm for a dead letter in 30 s".into())),
         }
     }
 
@@ -320,4 +363,11 @@ async fn handle_batch(
             .map_err(|e| Ended::Lost(format!("cannot acknowledge: {e}")))?;
     }
     Ok(())
+}
+
+/// Completes when the channel is no longer usable.
+async fn closed(channel: &Channel) {
+    while channel.status().connected() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

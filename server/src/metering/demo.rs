@@ -112,10 +112,15 @@ async fn send(sink: &mut DemoSink, messages: &[MeterMessage]) -> anyhow::Result<
             }
         }
         DemoSink::Amqp(publisher) => {
+            let before = publisher.stats();
             for m in messages {
                 publisher.publish(m.to_json()).await?;
             }
-            publisher.flush().await?;
+            let after = publisher.flush().await?;
+            let undelivered = (after.failed + after.returned) - (before.failed + before.returned);
+            if undelivered > 0 {
+                anyhow::bail!("{undelivered} readings were returned or refused by the broker");
+            }
         }
     }
     Ok(())

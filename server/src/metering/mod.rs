@@ -123,32 +123,36 @@ impl MeterService {
             local,
             settings,
         } = self;
-        let feed = match settings.demo {
-            Some(demo) => {
-                let sink = match (&local, &settings.amqp_url) {
-                    (Some(queue), _) => Some(DemoSink::Local(queue.clone())),
-                    (None, Some(url)) => {
-                        let mut options =
-                            PublisherOptions::new(url.clone(), settings.topology.clone());
+        // The feed connects in its own task: a slow broker must not hold up the consumer.
+        let feed = settings.demo.map(|demo| {
+            let db = pipeline.db().clone();
+            let local = local.clone();
+            let amqp = settings
+                .amqp_url
+                .clone()
+                .map(|url| (url, settings.topology.clone()));
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let sink = match (local, amqp) {
+                    (Some(queue), _) => DemoSink::Local(queue),
+                    (None, Some((url, topology))) => {
+                        let mut options = PublisherOptions::new(url, topology);
                         options.connection_name = "energy-server-demo-feed".into();
                         options.connect_for = Duration::from_secs(60);
                         options.reconnect_for = Duration::from_secs(3600);
                         match Publisher::connect(options).await {
-                            Ok(p) => Some(DemoSink::Amqp(Box::new(p))),
+                            Ok(p) => DemoSink::Amqp(Box::new(p)),
                             Err(error) => {
                                 tracing::warn!(%error, "demo feed not started");
-                                None
+                                return;
                             }
                         }
                     }
-                    (None, None) => None,
+                    (None, None) => return,
                 };
-                sink.map(|sink| {
-                    tokio::spawn(demo::run(pipeline.db().clone(), sink, demo, cancel.clone()))
-                })
-            }
-            None => None,
-        };
+                demo::run(db, sink, demo, cancel).await
+            })
+        });
         let result = match input {
             Input::Amqp(amqp) => amqp::run(amqp, pipeline, cancel.clone()).await,
             Input::Local(receiver) => {
@@ -166,8 +170,14 @@ impl MeterService {
             }
         };
         cancel.cancel();
-        if let Some(feed) = feed {
-            let _ = feed.await;
+        if let Some(mut feed) = feed {
+            // A feed stuck publishing to an unreachable broker must not hold up the stop.
+            if tokio::time::timeout(Duration::from_secs(2), &mut feed)
+                .await
+                .is_err()
+            {
+                feed.abort();
+            }
         }
         result
     }

@@ -19,10 +19,13 @@ use uuid::Uuid;
 use super::message::Reading;
 use super::peak::{self, Point};
 
-/// Rows per INSERT statement (three parameters each).
+/// Rows per SQLite INSERT statement (three parameters each; PostgreSQL takes arrays).
 const INSERT_CHUNK: usize = 1000;
-/// Devices per neighbour query (five parameters each).
+/// Spans per SQLite neighbour query (seven parameters each).
 const RANGE_CHUNK: usize = 100;
+/// New readings of one device further apart than this are looked up as separate spans, so a
+/// very late reading does not pull in all the history between it and today's.
+const SPAN_GAP_MS: i64 = 6 * 3_600_000;
 
 /// What became of one reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -404,24 +407,35 @@ async fn detect(
     inserted: &HashSet<(Uuid, i64)>,
     devices: &HashMap<Uuid, Device>,
 ) -> Result<Vec<NewAlert>, DbErr> {
-    // Per device, the span of its new readings.
-    let mut spans: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+    // Per device, the spans of its new readings (split where they are far apart), each
+    // widened to the stored neighbours just outside it.
+    let mut new_times: BTreeMap<Uuid, Vec<i64>> = BTreeMap::new();
     for r in readings {
         if inserted.contains(&(r.device_id, r.timestamp_ms)) {
-            let span = spans
+            new_times
                 .entry(r.device_id)
-                .or_insert((r.timestamp_ms, r.timestamp_ms));
-            span.0 = span.0.min(r.timestamp_ms);
-            span.1 = span.1.max(r.timestamp_ms);
+                .or_default()
+                .push(r.timestamp_ms);
         }
     }
-    if spans.is_empty() {
+    if new_times.is_empty() {
         return Ok(Vec::new());
     }
-
-    // Each span widened to the stored neighbours just outside it.
-    let spans: Vec<(Uuid, (i64, i64))> = spans.into_iter().collect();
-    let mut points: HashMap<Uuid, Vec<Point>> = HashMap::with_capacity(spans.len());
+    let mut spans: Vec<(Uuid, (i64, i64))> = Vec::new();
+    for (device, mut times) in new_times {
+        times.sort_unstable();
+        let mut span = (times[0], times[0]);
+        for &t in &times[1..] {
+            if t - span.1 > SPAN_GAP_MS {
+                spans.push((device, span));
+                span = (t, t);
+            } else {
+                span.1 = t;
+            }
+        }
+        spans.push((device, span));
+    }
+    let mut points: HashMap<Uuid, Vec<Point>> = HashMap::new();
     for (device, point) in neighbourhoods(txn, backend, &spans).await? {
         points.entry(device).or_default().push(point);
     }
@@ -432,7 +446,9 @@ async fn detect(
         let Some(device) = devices.get(&device_id) else {
             continue;
         };
+        // Spans of one device may share a neighbour.
         series.sort_unstable_by_key(|p| p.t_ms);
+        series.dedup_by_key(|p| p.t_ms);
         for pair in series.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             let touches_new =

@@ -371,12 +371,27 @@ async fn late_readings_resets_and_conflicts_follow_the_peak_rule(backend: Backen
         [Verdict::Rejected(Rejection::UnknownDevice), Verdict::Stored]
     );
 
+    // Very late readings (ten hours back) in the same batch as a current one: each part of
+    // the batch is placed between its own neighbours.
+    // (-600,-590): 10 kWh in 10 minutes, a peak; (-590,0): 40 kWh in 590 minutes, not;
+    // (70,80): 1.1 kWh in 10 minutes, 6.6 kW, a peak.
+    assert_eq!(
+        process(vec![msg(-600, 50.0), msg(-590, 60.0), msg(80, 3.3)]).await,
+        [Verdict::Stored, Verdict::Stored, Verdict::Stored]
+    );
+    let mut late = raised(&mut rx);
+    late.sort();
+    assert_eq!(late, [(-600, -590), (70, 80)]);
+
     let history: BTreeSet<(i64, i64)> = stored_alerts(&app.db)
         .await
         .into_iter()
         .map(|(_, t1, t2)| ((t1 - base) / 60_000, (t2 - base) / 60_000))
         .collect();
-    assert_eq!(history, BTreeSet::from([(0, 20), (0, 10), (40, 50)]));
+    assert_eq!(
+        history,
+        BTreeSet::from([(0, 20), (0, 10), (40, 50), (-600, -590), (70, 80)])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
