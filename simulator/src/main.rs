@@ -304,7 +304,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         };
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} {msg}",
+                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({eta} left)",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
