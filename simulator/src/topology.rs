@@ -2,7 +2,10 @@
 //! first: a durable direct exchange, a quorum queue with a dead-letter exchange and an explicit
 //! delivery limit, and the dead-letter queue behind it.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
@@ -134,6 +137,22 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
+        Ok(())
+    }
+
+    /// Deletes both queues (and what is in them) and both exchanges: teardown of a test's or
+    /// a trial's own topology.
+    pub async fn delete(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        for queue in [&self.queue, &self.dead_letter_queue] {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        for exchange in [&self.exchange, &self.dead_letter_exchange] {
+            channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
         Ok(())
     }
 

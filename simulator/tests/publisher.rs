@@ -1,6 +1,6 @@
 //! The confirmed publisher against a real RabbitMQ.
 
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::QueueDeleteOptions;
 use lapin::{Connection, ConnectionProperties};
 use simulator::{Publisher, PublisherOptions, Topology};
 
@@ -14,16 +14,7 @@ async fn delete(topology: &Topology) {
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    for queue in [&topology.queue, &topology.dead_letter_queue] {
-        let _ = channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for exchange in [&topology.exchange, &topology.dead_letter_exchange] {
-        let _ = channel
-            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
+    topology.delete(&channel).await.unwrap();
     let _ = connection.close(200, "bye".into()).await;
 }
 

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbErr};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::pipeline::{Pipeline, Verdict};
+use super::store::Sql;
 
 /// The sending side of the in-process queue (cheap to clone).
 #[derive(Clone)]
@@ -111,25 +112,18 @@ async fn keep_dead_letter(
     detail: &str,
     payload: &[u8],
 ) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    let placeholders = match backend {
-        sea_orm::DatabaseBackend::Postgres => "($1, $2, $3, $4, $5)",
-        _ => "(?, ?, ?, ?, ?)",
-    };
-    db.execute_raw(Statement::from_sql_and_values(
-        backend,
-        format!(
-            "INSERT INTO dead_letters (id, reason, detail, payload, received_at) VALUES \
-             {placeholders}"
-        ),
-        [
-            uuid::Uuid::new_v4().into(),
-            reason.into(),
-            detail.into(),
-            payload.to_vec().into(),
-            Utc::now().into(),
-        ],
-    ))
-    .await?;
+    let mut sql = Sql::new(db.get_database_backend());
+    sql.push("INSERT INTO dead_letters (id, reason, detail, payload, received_at) VALUES (")
+        .param(uuid::Uuid::new_v4())
+        .push(", ")
+        .param(reason)
+        .push(", ")
+        .param(detail)
+        .push(", ")
+        .param(payload.to_vec())
+        .push(", ")
+        .param(Utc::now())
+        .push(")");
+    db.execute_raw(sql.build()).await?;
     Ok(())
 }

@@ -67,14 +67,14 @@ struct Device {
 }
 
 /// Parameters and SQL text built together, with the backend's placeholder style.
-struct Sql {
+pub(super) struct Sql {
     backend: DatabaseBackend,
     text: String,
     values: Vec<Value>,
 }
 
 impl Sql {
-    fn new(backend: DatabaseBackend) -> Self {
+    pub(super) fn new(backend: DatabaseBackend) -> Self {
         Sql {
             backend,
             text: String::with_capacity(256),
@@ -82,12 +82,12 @@ impl Sql {
         }
     }
 
-    fn push(&mut self, text: &str) -> &mut Self {
+    pub(super) fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
         self
     }
 
-    fn param(&mut self, value: impl Into<Value>) -> &mut Self {
+    pub(super) fn param(&mut self, value: impl Into<Value>) -> &mut Self {
         self.values.push(value.into());
         match self.backend {
             DatabaseBackend::Postgres => {
@@ -100,7 +100,7 @@ impl Sql {
         self
     }
 
-    fn build(self) -> Statement {
+    pub(super) fn build(self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
     }
 }
@@ -126,12 +126,12 @@ pub async fn store_batch(
 
     let sqlite_devices = match backend {
         DatabaseBackend::Postgres => None,
-        _ => Some(devices(db, backend, &ids, false).await?),
+        _ => Some(devices(db, backend, &ids).await?),
     };
     let txn = db.begin().await?;
     let devices = match sqlite_devices {
         Some(d) => d,
-        None => devices(&txn, backend, &ids, true).await?,
+        None => devices(&txn, backend, &ids).await?,
     };
 
     // Insert the first copies whose device exists; RETURNING tells which were new.
@@ -193,11 +193,11 @@ pub async fn store_batch(
     Ok(BatchOutcome { stored, alerts })
 }
 
+/// The devices among `ids`. On PostgreSQL their rows are locked for the transaction.
 async fn devices(
     db: &impl ConnectionTrait,
     backend: DatabaseBackend,
     ids: &[Uuid],
-    lock: bool,
 ) -> Result<HashMap<Uuid, Device>, DbErr> {
     let mut found = HashMap::with_capacity(ids.len());
     let mut statements = Vec::new();
@@ -205,12 +205,9 @@ async fn devices(
         let mut sql = Sql::new(backend);
         sql.push("SELECT id, max_power_kw, owner_id FROM devices WHERE id = ANY(")
             .param(ids.to_vec())
-            .push(") ORDER BY id");
-        if lock {
             // Serialises consumers per device; plain foreign-key checks (KEY SHARE) and
             // admin edits are not blocked for long.
-            sql.push(" FOR NO KEY UPDATE");
-        }
+            .push(") ORDER BY id FOR NO KEY UPDATE");
         statements.push(sql.build());
     } else {
         for chunk in ids.chunks(INSERT_CHUNK) {

@@ -20,7 +20,7 @@ pub enum Backend {
 }
 
 /// The PostgreSQL server tests create their databases on.
-fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     std::env::var("TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }

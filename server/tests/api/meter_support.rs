@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use app::entities::devices;
 use chrono::Utc;
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set, Statement};
 use server::metering::peak::{self, Point};
@@ -34,16 +33,7 @@ pub async fn drop_topology(topology: &Topology) {
         return;
     };
     if let Ok(channel) = connection.create_channel().await {
-        for queue in [&topology.queue, &topology.dead_letter_queue] {
-            let _ = channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        for exchange in [&topology.exchange, &topology.dead_letter_exchange] {
-            let _ = channel
-                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+        let _ = topology.delete(&channel).await;
     }
     let _ = connection.close(200, "bye".into()).await;
 }

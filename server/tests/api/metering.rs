@@ -19,7 +19,7 @@ use simulator::MeterMessage;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, spawn_app_with, start, Backend, TestApp};
+use crate::helpers::{postgres_admin_url, spawn_app, spawn_app_with, start, Backend, TestApp};
 use crate::meter_support::*;
 
 async fn spawn_consumer(backend: Backend, topology: &simulator::Topology) -> TestApp {
@@ -668,9 +668,4 @@ async fn current_database(app: &TestApp) -> String {
         .unwrap()
         .unwrap();
     row.try_get_by_index(0).unwrap()
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
