@@ -5,11 +5,15 @@ pub mod accounts;
 pub mod auth;
 pub mod devices;
 pub mod error;
+pub mod live;
+pub mod time;
 pub mod ui;
 pub mod validate;
 
 #[cfg(feature = "ssr")]
 pub mod entities;
+#[cfg(feature = "ssr")]
+pub mod sql;
 #[cfg(feature = "ssr")]
 pub mod state;
 
@@ -22,7 +26,8 @@ use leptos_router::{
 
 use crate::accounts::{AccountPage, AccountsPage, NewAccountPage};
 use crate::auth::{Auth, HomeRedirect, LoginPage};
-use crate::devices::{DashboardPage, DevicePage, DevicesPage, NewDevicePage};
+use crate::devices::{DevicePage, DevicesPage, NewDevicePage};
+use crate::live::{AdminLivePage, AlertsPage, DashboardPage, Live, Toasts};
 use crate::ui::{Header, NotFound};
 
 /// The HTML document the server renders around [`App`].
@@ -47,7 +52,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    Auth::provide();
+    let auth = Auth::provide();
+    Live::provide(auth);
     view! {
         <Stylesheet id="leptos" href="/pkg/energy.css"/>
         // Every route waits for its data on the server (`SsrMode::Async`), so the first HTML is
@@ -69,9 +75,12 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/devices") view=DevicesPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/devices/new") view=NewDevicePage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/devices/:id") view=DevicePage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/live") view=AdminLivePage ssr=SsrMode::Async/>
                     <Route path=path!("/dashboard") view=DashboardPage ssr=SsrMode::Async/>
+                    <Route path=path!("/alerts") view=AlertsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
+            <Toasts/>
         </Router>
     }
 }

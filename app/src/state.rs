@@ -29,6 +29,8 @@ pub struct AppState {
     /// A real argon2id hash of a random password: verifying against it when the username does
     /// not exist makes a failed login take the same time either way.
     pub dummy_hash: Arc<str>,
+    /// This server's live position and the relay's wake-up call.
+    pub live: crate::live::ssr::LiveHandle,
 }
 
 /// The state provided to this request's server function or page render.

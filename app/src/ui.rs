@@ -5,6 +5,7 @@ use leptos_router::components::A;
 
 use crate::auth::{use_auth, Role};
 use crate::error::AppError;
+use crate::live::{ConnectionBadge, UnreadBadge};
 use serde::{Deserialize, Serialize};
 
 /// Percent-encodes a query-string component.
@@ -35,6 +36,8 @@ pub fn set_page_status(_status: u16) {
 #[component]
 pub fn Header() -> impl IntoView {
     let auth = use_auth();
+    let live = crate::live::state::use_live();
+    let summary = expect_context::<crate::live::state::Summary>();
     view! {
         <header class="topbar">
             <a class="brand" href="/">
@@ -43,25 +46,30 @@ pub fn Header() -> impl IntoView {
             </a>
             <Transition>
                 {move || Suspend::new(async move {
-                    auth.user.await.ok().flatten().map(|user| {
-                        let links = match user.role {
-                            Role::Admin => view! {
-                                <A href="/admin/accounts">"Accounts"</A>
-                                <A href="/admin/devices">"Devices"</A>
-                            }
-                                .into_any(),
-                            Role::Client => view! { <A href="/dashboard">"My devices"</A> }.into_any(),
-                        };
-                        view! {
-                            <nav class="mainnav" aria-label="Main">{links}</nav>
-                            <div class="whoami">
-                                <span class="user-name">{user.display_name.clone()}</span>
-                                <span class="badge">{user.role.as_str()}</span>
-                                <ActionForm action=auth.logout>
-                                    <button type="submit" class="link">"Sign out"</button>
-                                </ActionForm>
-                            </div>
+                    let user = auth.user.await.ok().flatten()?;
+                    if let Ok(Some(summary)) = summary.0.await {
+                        live.adopt(&summary);
+                    }
+                    let links = match user.role {
+                        Role::Admin => view! {
+                            <A href="/admin/live">"Live"</A>
+                            <A href="/admin/accounts">"Accounts"</A>
+                            <A href="/admin/devices">"Devices"</A>
                         }
+                            .into_any(),
+                        Role::Client => view! { <A href="/dashboard">"My devices"</A> }.into_any(),
+                    };
+                    Some(view! {
+                        <nav class="mainnav" aria-label="Main">{links}</nav>
+                        <div class="whoami">
+                            <ConnectionBadge/>
+                            <UnreadBadge/>
+                            <span class="user-name">{user.display_name.clone()}</span>
+                            <span class="badge">{user.role.as_str()}</span>
+                            <ActionForm action=auth.logout>
+                                <button type="submit" class="link">"Sign out"</button>
+                            </ActionForm>
+                        </div>
                     })
                 })}
             </Transition>

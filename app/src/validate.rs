@@ -102,6 +102,21 @@ pub fn uuid(input: &str, field: &str) -> Result<uuid::Uuid, AppError> {
     uuid::Uuid::parse_str(input.trim()).map_err(|_| AppError::field(field, "Not a valid id."))
 }
 
+/// Most pages a list can be asked for: far beyond any real list, far below where offsets
+/// overflow.
+pub const PAGE_MAX: i64 = 1_000_000;
+
+/// A page number from a query string or a form: 1 when absent.
+pub fn page(input: Option<i64>) -> Result<i64, AppError> {
+    match input.unwrap_or(1) {
+        p @ 1..=PAGE_MAX => Ok(p),
+        _ => Err(AppError::field(
+            "page",
+            format!("Page must be a whole number from 1 to {PAGE_MAX}."),
+        )),
+    }
+}
+
 /// Collects field errors so a form can show all of them at once.
 #[derive(Default)]
 pub struct Fields(Vec<FieldError>);
@@ -166,6 +181,15 @@ mod tests {
         assert!(address(&"x".repeat(TEXT_MAX + 1)).is_err());
         assert!(address(&"é".repeat(TEXT_MAX)).is_ok());
         assert!(display_name("tab\there").is_err());
+    }
+
+    #[test]
+    fn pages_are_bounded() {
+        assert_eq!(page(None).unwrap(), 1);
+        assert_eq!(page(Some(3)).unwrap(), 3);
+        for bad in [0, -1, PAGE_MAX + 1, i64::MAX, i64::MIN] {
+            assert!(page(Some(bad)).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

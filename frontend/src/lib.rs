@@ -17,9 +17,11 @@ pub fn main() {
     mark_interactive();
 }
 
-/// Sets `data-hydrated` on `<body>`, so tests can tell a live page from server HTML alone.
+/// Sets `data-hydrated` on `<body>`, so tests can tell a live page from server HTML alone, and
+/// tells the server the browser's time zone for the next pages.
 #[cfg(any(feature = "hydrate", feature = "csr"))]
 fn mark_interactive() {
+    app::time::remember_zone();
     if let Some(body) = web_sys::window()
         .and_then(|w| w.document())
         .and_then(|d| d.body())

@@ -156,6 +156,7 @@ async fn end_to_end(n_devices: usize, per_device: u64) -> (f64, usize, u64) {
     let mut config = server::Config::for_database(url);
     config.amqp_url = Some(amqp_url());
     config.topology = topology.clone();
+    config.amqp_events_exchange = format!("{}.events", topology.exchange);
     let app = server::Application::build(config).await.unwrap();
     let db = app.state().db.clone();
     let metering = app.metering().clone();
@@ -191,6 +192,7 @@ async fn end_to_end(n_devices: usize, per_device: u64) -> (f64, usize, u64) {
             .unwrap_or(0)
     };
     drop_topology(&topology).await;
+    delete_exchange(&format!("{}.events", topology.exchange)).await;
     drop_database(&name).await;
     (n as f64 / secs, alerts.len(), batches)
 }

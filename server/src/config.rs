@@ -102,6 +102,42 @@ pub struct Config {
     #[arg(long, env = "MAX_FUTURE_SECS", default_value_t = 300)]
     pub max_future_secs: u64,
 
+    /// Fanout exchange that carries live events between server instances (with AMQP_URL).
+    #[arg(long, env = "AMQP_EVENTS_EXCHANGE", default_value = "energy.events")]
+    pub amqp_events_exchange: String,
+
+    /// Frames a dashboard socket may have waiting; one that falls further behind is told to
+    /// reload over HTTP.
+    #[arg(long, env = "LIVE_SOCKET_BUFFER", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub live_socket_buffer: u32,
+
+    /// Seconds between pings (and heartbeat frames) on dashboard sockets.
+    #[arg(long, env = "LIVE_PING_SECS", default_value_t = 25,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub live_ping_secs: u64,
+
+    /// Seconds without an answer after which a dashboard socket is dropped.
+    #[arg(long, env = "LIVE_DEAD_AFTER_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub live_dead_after_secs: u64,
+
+    /// Milliseconds between the relay's looks for events no one woke it for (another
+    /// instance committed them and stopped before publishing).
+    #[arg(long, env = "LIVE_RELAY_POLL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub live_relay_poll_ms: u64,
+
+    /// Hours published live events are kept for browsers catching up; one away for longer
+    /// reloads its page's state instead.
+    #[arg(long, env = "OUTBOX_RETENTION_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub outbox_retention_hours: u64,
+
+    /// Test only: fail on purpose (`exit-after-alert-commit`).
+    #[arg(long, env = "ENERGY_TEST_FAULT", hide = true, value_parser = parse_fault)]
+    pub test_fault: Option<crate::metering::pipeline::Fault>,
+
     /// Seconds of inactivity after which a login session ends.
     #[arg(long, env = "SESSION_IDLE_TIMEOUT_SECS", default_value_t = 30 * 60)]
     pub session_idle_timeout_secs: u64,
@@ -149,6 +185,13 @@ impl Config {
             amqp_prefetch: 2000,
             consumer_batch_size: 1000,
             max_future_secs: 300,
+            amqp_events_exchange: "energy.events".into(),
+            live_socket_buffer: 512,
+            live_ping_secs: 25,
+            live_dead_after_secs: 60,
+            live_relay_poll_ms: 1000,
+            outbox_retention_hours: 168,
+            test_fault: None,
             session_idle_timeout_secs: 30 * 60,
             session_absolute_timeout_secs: 12 * 60 * 60,
             cookie_secure: None,
@@ -171,6 +214,31 @@ impl Config {
                 interval: Duration::from_secs(self.demo_interval_secs),
                 peak_every: Duration::from_secs(self.demo_peak_every_secs),
             }),
+            fault: self.test_fault,
+        }
+    }
+
+    /// The live part, as the live service takes it.
+    pub fn live(&self) -> crate::live::LiveSettings {
+        crate::live::LiveSettings {
+            amqp: self
+                .amqp_url
+                .clone()
+                .filter(|url| !url.trim().is_empty())
+                .map(|url| crate::live::bus::AmqpBusSettings {
+                    url,
+                    exchange: self.amqp_events_exchange.clone(),
+                }),
+            sockets: crate::live::ws::SocketSettings {
+                buffer: self.live_socket_buffer as usize,
+                ping_every: Duration::from_secs(self.live_ping_secs),
+                dead_after: Duration::from_secs(self.live_dead_after_secs),
+                ..Default::default()
+            },
+            relay: crate::live::relay::RelaySettings {
+                poll_every: Duration::from_millis(self.live_relay_poll_ms),
+                retention: Duration::from_secs(self.outbox_retention_hours * 3600),
+            },
         }
     }
 
@@ -180,6 +248,13 @@ impl Config {
 
     pub fn absolute_timeout(&self) -> Duration {
         Duration::from_secs(self.session_absolute_timeout_secs)
+    }
+}
+
+fn parse_fault(value: &str) -> Result<crate::metering::pipeline::Fault, String> {
+    match value {
+        "exit-after-alert-commit" => Ok(crate::metering::pipeline::Fault::ExitAfterAlertCommit),
+        other => Err(format!("unknown fault {other:?}")),
     }
 }
 

@@ -68,7 +68,18 @@ async fn serve(config: server::Config) -> anyhow::Result<()> {
         println!("Sign in at {url}/login");
     }
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
         tracing::info!("shutting down");
     };
     match app.run_until_stopped(shutdown).await {

@@ -1,12 +1,17 @@
 //! tower-sessions records stored in the application database (both backends), through sea-orm
-//! so that the workspace keeps a single sqlx.
+//! so that the workspace keeps a single sqlx. Deleting a signed-in session (sign-out, a timeout
+//! noticed on a request) also announces it, so that its live sockets close on every instance.
 
 use app::auth::ssr::USER_ID;
 use app::entities::sessions;
+use app::live::ssr::{append, session_hash, LiveHandle, Outgoing};
+use app::live::LiveEvent;
+use app::sql::{begin_write, Sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::OnConflict, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    sea_query::OnConflict, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    QueryFilter, Set,
 };
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -15,11 +20,12 @@ use uuid::Uuid;
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {
     db: DatabaseConnection,
+    live: LiveHandle,
 }
 
 impl DbSessionStore {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, live: LiveHandle) -> Self {
+        Self { db, live }
     }
 
     /// Deletes expired sessions; returns how many.
@@ -105,10 +111,30 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        sessions::Entity::delete_by_id(id.to_string())
-            .exec(&self.db)
-            .await
-            .map_err(backend)?;
+        let id = id.to_string();
+        let txn = begin_write(&self.db).await.map_err(backend)?;
+        let mut sql = Sql::new(txn.get_database_backend());
+        sql.push("DELETE FROM sessions WHERE id = ")
+            .param(id.as_str())
+            .push(" RETURNING user_id");
+        let user = match txn.query_one_raw(sql.build()).await.map_err(backend)? {
+            Some(row) => row
+                .try_get_by_index::<Option<uuid::Uuid>>(0)
+                .map_err(backend)?,
+            None => None,
+        };
+        if let Some(user) = user {
+            let ended = LiveEvent::SessionEnded {
+                session: Some(session_hash(&id)),
+            };
+            append(&txn, &[Outgoing::private(user, ended)])
+                .await
+                .map_err(backend)?;
+        }
+        txn.commit().await.map_err(backend)?;
+        if user.is_some() {
+            self.live.wake();
+        }
         Ok(())
     }
 }

@@ -26,6 +26,9 @@ use tower_sessions::{cookie::SameSite, session::Expiry, SessionManagerLayer};
 
 use crate::bootstrap::{self, DemoLogin};
 use crate::config::Config;
+use crate::live::hub::Hub;
+use crate::live::ws::{self, WsContext};
+use crate::live::LiveService;
 use crate::metering::{MeterService, Metering};
 use crate::origin::{self, AllowedOrigins};
 use crate::session_store::DbSessionStore;
@@ -40,6 +43,9 @@ pub struct Application {
     demo_logins: Vec<DemoLogin>,
     meter: MeterService,
     metering: Metering,
+    live: LiveService,
+    /// Stops the live path and the consumer; cancelled when the server stops.
+    cancel: CancellationToken,
 }
 
 /// Which half of the server ended first.
@@ -88,7 +94,9 @@ impl Application {
                 Env::PROD
             })
             .build();
+        let live_handle = app::live::ssr::LiveHandle::default();
         let state = AppState {
+            live: live_handle.clone(),
             db: db.clone(),
             leptos_options,
             sessions: SessionSettings {
@@ -100,9 +108,30 @@ impl Application {
                 .await?
                 .into(),
         };
-        let (meter, metering) = MeterService::new(db.clone(), config.metering());
-        let store = DbSessionStore::new(db);
+        let cancel = CancellationToken::new();
+        let metering_settings = config.metering();
+        let metrics = MeterService::metrics_for(&metering_settings);
+        let live = LiveService::build(
+            db.clone(),
+            live_handle.clone(),
+            config.live(),
+            metrics.clone(),
+            cancel.clone(),
+        )
+        .await?;
+        let (meter, metering) =
+            MeterService::new(db.clone(), metering_settings, metrics, live.sink());
+        let store = DbSessionStore::new(db.clone(), live_handle);
         let secure = config.cookie_secure.unwrap_or_else(|| origins.any_https());
+        let ws = Arc::new(WsContext {
+            hub: live.hub().clone(),
+            db,
+            sessions: state.sessions.clone(),
+            store: store.clone(),
+            origins: origins.clone(),
+            settings: config.live().sockets,
+            shutdown: cancel.clone(),
+        });
         let router = router(
             state.clone(),
             store.clone(),
@@ -110,6 +139,7 @@ impl Application {
             &config,
             secure,
             metering.clone(),
+            ws,
         );
         Ok(Self {
             listener,
@@ -120,7 +150,14 @@ impl Application {
             demo_logins,
             meter,
             metering,
+            live,
+            cancel,
         })
+    }
+
+    /// This instance's live hub (its open sockets).
+    pub fn hub(&self) -> &Arc<Hub> {
+        self.live.hub()
     }
 
     /// The metering pipeline's counters, notification stream and (embedded mode) queue.
@@ -145,9 +182,10 @@ impl Application {
         &self.demo_logins
     }
 
-    /// Serves the web app and runs the meter consumer side by side until `shutdown` completes
-    /// (`Ok`) or one of them ends on its own (`Err` says which). Expired sessions are swept
-    /// meanwhile.
+    /// Serves the web app and runs the meter consumer and the live path side by side until
+    /// `shutdown` completes (`Ok`) or one of them ends on its own (`Err` says which). Expired
+    /// sessions are swept meanwhile. On shutdown, open sockets are closed with "going away" and
+    /// the consumer finishes the batch in hand.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -164,7 +202,7 @@ impl Application {
                 }
             }
         });
-        let cancel = CancellationToken::new();
+        let cancel = self.cancel;
         let web_cancel = cancel.clone();
         let web = axum::serve(
             self.listener,
@@ -176,7 +214,10 @@ impl Application {
                 _ = shutdown => {}
                 _ = web_cancel.cancelled() => {}
             }
+            // Upgraded sockets are not the web server's to wait for: close them now.
+            web_cancel.cancel();
         });
+        let live = tokio::spawn(self.live.run(cancel.clone()));
         let mut consumer = tokio::spawn(self.meter.run(cancel.clone()));
         let result = tokio::select! {
             served = web => {
@@ -195,6 +236,7 @@ impl Application {
             }
         };
         sweeper.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(5), live).await;
         result
     }
 }
@@ -217,6 +259,7 @@ fn router(
     config: &Config,
     secure: bool,
     metering: Metering,
+    ws: Arc<WsContext>,
 ) -> Router {
     let routes = generate_route_list(App);
     let context = {
@@ -247,6 +290,7 @@ fn router(
             "/metrics",
             get(crate::metering::metrics::serve).with_state(metering.metrics.clone()),
         )
+        .route_service("/ws", get(ws::handler).with_state(ws))
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,

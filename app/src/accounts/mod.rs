@@ -99,14 +99,17 @@ pub async fn update_account(
 ) -> Result<Account, AppError> {
     crate::auth::ssr::require_admin().await?;
     let id = crate::validate::uuid(&id, "id")?;
-    ssr::update(
-        &crate::state::db()?,
+    let state = crate::state::state()?;
+    let account = ssr::update(
+        &state.db,
         id,
         &username,
         &display_name,
         password.as_deref().unwrap_or(""),
     )
-    .await
+    .await?;
+    state.live.wake();
+    Ok(account)
 }
 
 /// Deletes an account: its devices become unassigned and its sessions end. An admin cannot
@@ -115,7 +118,9 @@ pub async fn update_account(
 pub async fn delete_account(id: String) -> Result<(), AppError> {
     let admin = crate::auth::ssr::require_admin().await?;
     let id = crate::validate::uuid(&id, "id")?;
-    ssr::delete(&crate::state::db()?, &admin, id).await?;
+    let state = crate::state::state()?;
+    ssr::delete(&state.db, &admin, id).await?;
+    state.live.wake();
     leptos_axum::redirect("/admin/accounts?deleted=1");
     Ok(())
 }

@@ -3,9 +3,8 @@ use std::collections::HashMap;
 use chrono::Utc;
 use sea_orm::{
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionSession,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -14,6 +13,8 @@ use crate::auth::ssr::{end_sessions_of, hash_password, insert_user, username_con
 use crate::auth::{CurrentUser, Role};
 use crate::entities::{devices, users};
 use crate::error::AppError;
+use crate::live::ssr::{append, Outgoing};
+use crate::live::{DeviceEvent, LiveEvent};
 use crate::ui::Page;
 use crate::validate::{self, Fields};
 
@@ -142,7 +143,7 @@ pub async fn create<C: ConnectionTrait>(
     Ok(to_account(user, 0))
 }
 
-pub async fn update<C: ConnectionTrait + TransactionTrait>(
+pub async fn update<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     db: &C,
     id: Uuid,
     username: &str,
@@ -166,7 +167,7 @@ pub async fn update<C: ConnectionTrait + TransactionTrait>(
         None => None,
     };
 
-    let txn = db.begin().await?;
+    let txn = crate::sql::begin_write(db).await?;
     let existing = users::Entity::find_by_id(id)
         .one(&txn)
         .await?
@@ -187,7 +188,7 @@ pub async fn update<C: ConnectionTrait + TransactionTrait>(
     get(db, id).await
 }
 
-pub async fn delete<C: ConnectionTrait + TransactionTrait>(
+pub async fn delete<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     db: &C,
     acting: &CurrentUser,
     id: Uuid,
@@ -197,7 +198,7 @@ pub async fn delete<C: ConnectionTrait + TransactionTrait>(
             "You cannot delete your own account.".into(),
         ));
     }
-    let txn = db.begin().await?;
+    let txn = crate::sql::begin_write(db).await?;
     let target = users::Entity::find_by_id(id)
         .one(&txn)
         .await?
@@ -215,11 +216,29 @@ pub async fn delete<C: ConnectionTrait + TransactionTrait>(
             ));
         }
     }
+    let owned = devices::Entity::find()
+        .filter(devices::Column::OwnerId.eq(id))
+        .all(&txn)
+        .await?;
     devices::Entity::update_many()
         .col_expr(devices::Column::OwnerId, Expr::value(Option::<Uuid>::None))
         .filter(devices::Column::OwnerId.eq(id))
         .exec(&txn)
         .await?;
+    let unassigned: Vec<Outgoing> = owned
+        .into_iter()
+        .map(|d| {
+            Outgoing::about_device(
+                Some(id),
+                LiveEvent::DeviceUnassigned(DeviceEvent {
+                    device_id: d.id,
+                    description: d.description,
+                    owner_id: None,
+                }),
+            )
+        })
+        .collect();
+    append(&txn, &unassigned).await?;
     end_sessions_of(&txn, id).await?;
     users::Entity::delete_by_id(id).exec(&txn).await?;
     txn.commit().await?;

@@ -18,12 +18,12 @@ use uuid::Uuid;
 use super::{CurrentUser, Role};
 use crate::entities::{sessions, users};
 use crate::error::AppError;
-use crate::state::state;
+use crate::state::{state, SessionSettings};
 
 /// The session key holding the signed-in user's id (the session store indexes it).
 pub const USER_ID: &str = "user_id";
-const AUTH_AT: &str = "auth_at";
-const SEEN_AT: &str = "seen_at";
+pub const AUTH_AT: &str = "auth_at";
+pub const SEEN_AT: &str = "seen_at";
 /// How often an active session's idle deadline is pushed back (one store write at most).
 const TOUCH_EVERY_SECS: i64 = 60;
 
@@ -171,31 +171,83 @@ pub async fn sign_out() -> Result<(), AppError> {
     Ok(())
 }
 
+/// The two clocks of a signed-in session (seconds since the epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionTimes {
+    pub auth_at: i64,
+    pub seen_at: i64,
+}
+
+impl SessionTimes {
+    /// When the session ends unless it is used again: at its idle or its absolute timeout.
+    pub fn deadline(&self, settings: &SessionSettings) -> i64 {
+        let idle = settings.idle_timeout.as_secs() as i64;
+        let absolute = settings.absolute_timeout.as_secs() as i64;
+        std::cmp::min(self.seen_at + idle, self.auth_at + absolute)
+    }
+}
+
+impl SessionTimes {
+    /// The clocks stored in a session record's data, if it is signed in.
+    pub fn of_record(data: &std::collections::HashMap<String, serde_json::Value>) -> Option<Self> {
+        data.get(USER_ID)?;
+        Some(SessionTimes {
+            auth_at: data.get(AUTH_AT)?.as_i64()?,
+            seen_at: data.get(SEEN_AT)?.as_i64()?,
+        })
+    }
+}
+
+/// What a session is worth right now.
+pub enum SessionCheck {
+    Anonymous,
+    /// Past a timeout, or its user is gone: it should be ended.
+    Over,
+    SignedIn(users::Model, SessionTimes),
+}
+
+/// Checks `session` against its timeouts and its user, changing nothing.
+pub async fn check_session<C: ConnectionTrait>(
+    db: &C,
+    session: &Session,
+    settings: &SessionSettings,
+    now: i64,
+) -> Result<SessionCheck, AppError> {
+    let Some(user_id) = session.get::<Uuid>(USER_ID).await? else {
+        return Ok(SessionCheck::Anonymous);
+    };
+    let times = SessionTimes {
+        auth_at: session.get(AUTH_AT).await?.unwrap_or(0),
+        seen_at: session.get(SEEN_AT).await?.unwrap_or(0),
+    };
+    if now > times.deadline(settings) {
+        return Ok(SessionCheck::Over);
+    }
+    Ok(match users::Entity::find_by_id(user_id).one(db).await? {
+        Some(user) => SessionCheck::SignedIn(user, times),
+        None => SessionCheck::Over,
+    })
+}
+
 /// The signed-in user of this request, if any. Ends the session when it is past its idle or
 /// absolute timeout, or when its user no longer exists.
 pub async fn optional_user() -> Result<Option<CurrentUser>, AppError> {
     let state = state()?;
     let session = session().await?;
-    let Some(user_id) = session.get::<Uuid>(USER_ID).await? else {
-        return Ok(None);
-    };
     let now = Utc::now().timestamp();
-    let auth_at: i64 = session.get(AUTH_AT).await?.unwrap_or(0);
-    let seen_at: i64 = session.get(SEEN_AT).await?.unwrap_or(0);
-    let idle = state.sessions.idle_timeout.as_secs() as i64;
-    let absolute = state.sessions.absolute_timeout.as_secs() as i64;
-    if now - seen_at > idle || now - auth_at > absolute {
-        session.flush().await?;
-        return Ok(None);
+    match check_session(&state.db, &session, &state.sessions, now).await? {
+        SessionCheck::Anonymous => Ok(None),
+        SessionCheck::Over => {
+            session.flush().await?;
+            Ok(None)
+        }
+        SessionCheck::SignedIn(user, times) => {
+            if now - times.seen_at >= TOUCH_EVERY_SECS {
+                session.insert(SEEN_AT, now).await?;
+            }
+            Ok(Some(user.into()))
+        }
     }
-    let Some(user) = users::Entity::find_by_id(user_id).one(&state.db).await? else {
-        session.flush().await?;
-        return Ok(None);
-    };
-    if now - seen_at >= TOUCH_EVERY_SECS {
-        session.insert(SEEN_AT, now).await?;
-    }
-    Ok(Some(user.into()))
 }
 
 /// The signed-in user, or `Unauthorized`.
@@ -213,12 +265,21 @@ pub async fn require_admin() -> Result<CurrentUser, AppError> {
     }
 }
 
-/// Ends every session of `user_id` (password reset, account deletion).
+/// Ends every session of `user_id` (password reset, account deletion), and with them the
+/// user's live sockets on every server. Inside the caller's transaction; wake the relay after.
 pub async fn end_sessions_of<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<(), AppError> {
     sessions::Entity::delete_many()
         .filter(sessions::Column::UserId.eq(user_id))
         .exec(db)
         .await?;
+    crate::live::ssr::append(
+        db,
+        &[crate::live::ssr::Outgoing::private(
+            user_id,
+            crate::live::LiveEvent::SessionEnded { session: None },
+        )],
+    )
+    .await?;
     Ok(())
 }
 

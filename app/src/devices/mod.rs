@@ -12,7 +12,7 @@ mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
-pub use pages::{DashboardPage, DevicePage, DevicesPage, NewDevicePage};
+pub use pages::{DevicePage, DevicesPage, NewDevicePage};
 
 /// Rows per page in the device list.
 pub const PER_PAGE: i64 = 25;
@@ -95,14 +95,16 @@ pub async fn create_device(
     owner_id: Option<String>,
 ) -> Result<Device, AppError> {
     crate::auth::ssr::require_admin().await?;
+    let state = crate::state::state()?;
     let device = ssr::create(
-        &crate::state::db()?,
+        &state.db,
         &description,
         &address,
         &max_power_kw,
         owner_id.as_deref().unwrap_or(""),
     )
     .await?;
+    state.live.wake();
     leptos_axum::redirect(&format!("/admin/devices/{}?created=1", device.id));
     Ok(device)
 }
@@ -116,14 +118,10 @@ pub async fn update_device(
 ) -> Result<Device, AppError> {
     crate::auth::ssr::require_admin().await?;
     let id = crate::validate::uuid(&id, "id")?;
-    ssr::update(
-        &crate::state::db()?,
-        id,
-        &description,
-        &address,
-        &max_power_kw,
-    )
-    .await
+    let state = crate::state::state()?;
+    let device = ssr::update(&state.db, id, &description, &address, &max_power_kw).await?;
+    state.live.wake();
+    Ok(device)
 }
 
 /// Assigns the device to a client.
@@ -132,21 +130,29 @@ pub async fn assign_device(id: String, client_id: String) -> Result<Device, AppE
     crate::auth::ssr::require_admin().await?;
     let id = crate::validate::uuid(&id, "id")?;
     let client_id = crate::validate::uuid(&client_id, "client_id")?;
-    ssr::set_owner(&crate::state::db()?, id, Some(client_id)).await
+    let state = crate::state::state()?;
+    let device = ssr::set_owner(&state.db, id, Some(client_id)).await?;
+    state.live.wake();
+    Ok(device)
 }
 
 #[server(prefix = "/api", endpoint = "unassign_device")]
 pub async fn unassign_device(id: String) -> Result<Device, AppError> {
     crate::auth::ssr::require_admin().await?;
     let id = crate::validate::uuid(&id, "id")?;
-    ssr::set_owner(&crate::state::db()?, id, None).await
+    let state = crate::state::state()?;
+    let device = ssr::set_owner(&state.db, id, None).await?;
+    state.live.wake();
+    Ok(device)
 }
 
 #[server(prefix = "/api", endpoint = "delete_device")]
 pub async fn delete_device(id: String) -> Result<(), AppError> {
     crate::auth::ssr::require_admin().await?;
     let id = crate::validate::uuid(&id, "id")?;
-    ssr::delete(&crate::state::db()?, id).await?;
+    let state = crate::state::state()?;
+    ssr::delete(&state.db, id).await?;
+    state.live.wake();
     leptos_axum::redirect("/admin/devices?deleted=1");
     Ok(())
 }

@@ -5,8 +5,8 @@ use leptos_router::{
 };
 
 use super::{
-    get_device, list_devices, list_my_devices, AssignDevice, CreateDevice, DeleteDevice, Device,
-    UnassignDevice, UpdateDevice,
+    get_device, list_devices, AssignDevice, CreateDevice, DeleteDevice, Device, UnassignDevice,
+    UpdateDevice,
 };
 use crate::accounts::{list_client_options, ClientOption};
 use crate::auth::{Gate, Role};
@@ -372,62 +372,5 @@ fn DeviceEditor(
                 <button type="submit" class="danger">"Yes, delete this device"</button>
             </ActionForm>
         </details>
-    }
-}
-
-#[component]
-pub fn DashboardPage() -> impl IntoView {
-    view! {
-        <Gate role=Role::Client>
-            <MyDevices/>
-        </Gate>
-    }
-}
-
-#[component]
-fn MyDevices() -> impl IntoView {
-    let devices = Resource::new(|| (), |_| list_my_devices());
-    view! {
-        <div class="page-head">
-            <h1>"My devices"</h1>
-        </div>
-        <Transition fallback=|| view! { <p class="loading">"Loading your devices…"</p> }>
-            {move || Suspend::new(async move {
-                match devices.await {
-                    Ok(devices) if devices.is_empty() => {
-                        view! {
-                            <p class="empty" data-testid="no-devices">
-                                "No devices are assigned to your account yet. Your utility will add them."
-                            </p>
-                        }
-                            .into_any()
-                    }
-                    Ok(devices) => {
-                        view! {
-                            <ul class="device-cards" data-testid="my-devices">
-                                {devices
-                                    .into_iter()
-                                    .map(|d| {
-                                        view! {
-                                            <li class="card device-card">
-                                                <h2>{d.description}</h2>
-                                                <p class="address">{d.address}</p>
-                                                <p>
-                                                    <span class="muted">"Maximum power "</span>
-                                                    <strong>{kw(d.max_power_kw)}</strong>
-                                                </p>
-                                                <p class="muted small">"Meter id " <code class="uuid">{d.id.to_string()}</code></p>
-                                            </li>
-                                        }
-                                    })
-                                    .collect_view()}
-                            </ul>
-                        }
-                            .into_any()
-                    }
-                    Err(error) => view! { <ErrorBox error/> }.into_any(),
-                }
-            })}
-        </Transition>
     }
 }

@@ -1,7 +1,7 @@
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -9,6 +9,9 @@ use super::{Device, Owner, OwnerFilter, PER_PAGE};
 use crate::auth::Role;
 use crate::entities::{devices, users};
 use crate::error::AppError;
+use crate::live::ssr::{append, Outgoing};
+use crate::live::{DeviceEvent, LiveEvent};
+use crate::sql::begin_write;
 use crate::ui::Page;
 use crate::validate::{self, Fields};
 
@@ -32,7 +35,17 @@ pub async fn list<C: ConnectionTrait>(
     filter: OwnerFilter,
     page: i64,
 ) -> Result<Page<Device>, AppError> {
-    let page = Ord::max(page, 1);
+    list_page(db, filter, page, PER_PAGE).await
+}
+
+/// One page of `per_page` devices, by description.
+pub async fn list_page<C: ConnectionTrait>(
+    db: &C,
+    filter: OwnerFilter,
+    page: i64,
+    per_page: i64,
+) -> Result<Page<Device>, AppError> {
+    let page = crate::validate::page(Some(page))?;
     let query = match filter {
         OwnerFilter::All => devices::Entity::find(),
         OwnerFilter::Unassigned => {
@@ -44,14 +57,14 @@ pub async fn list<C: ConnectionTrait>(
         .order_by_asc(devices::Column::Description)
         .order_by_asc(devices::Column::Id)
         .find_also_related(users::Entity)
-        .paginate(db, PER_PAGE as u64);
+        .paginate(db, per_page as u64);
     let total = paginator.num_items().await? as i64;
     let rows = paginator.fetch_page((page - 1) as u64).await?;
     Ok(Page {
         items: rows.into_iter().map(|(d, u)| to_device(d, u)).collect(),
         total,
         page,
-        per_page: PER_PAGE,
+        per_page,
     })
 }
 
@@ -108,7 +121,7 @@ fn check_fields(
     })
 }
 
-pub async fn create<C: ConnectionTrait>(
+pub async fn create<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     db: &C,
     description: &str,
     address: &str,
@@ -130,6 +143,7 @@ pub async fn create<C: ConnectionTrait>(
         Some(id) => Some(client(db, id, "owner_id").await?),
         None => None,
     };
+    let txn = begin_write(db).await?;
     let model = devices::ActiveModel {
         id: Set(Uuid::new_v4()),
         description: Set(values.description),
@@ -138,13 +152,35 @@ pub async fn create<C: ConnectionTrait>(
         owner_id: Set(owner),
         created_at: Set(Utc::now()),
     }
-    .insert(db)
+    .insert(&txn)
     .await?;
+    let event = device_event(&model);
+    append(
+        &txn,
+        &[Outgoing::about_device(
+            model.owner_id,
+            if model.owner_id.is_some() {
+                LiveEvent::DeviceAssigned(event)
+            } else {
+                LiveEvent::DeviceChanged(event)
+            },
+        )],
+    )
+    .await?;
+    txn.commit().await?;
     tracing::info!(device = %model.id, "device created");
     get(db, model.id).await
 }
 
-pub async fn update<C: ConnectionTrait>(
+fn device_event(model: &devices::Model) -> DeviceEvent {
+    DeviceEvent {
+        device_id: model.id,
+        description: model.description.clone(),
+        owner_id: model.owner_id,
+    }
+}
+
+pub async fn update<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     db: &C,
     id: Uuid,
     description: &str,
@@ -155,19 +191,29 @@ pub async fn update<C: ConnectionTrait>(
     let values = check_fields(&mut fields, description, address, max_power_kw);
     fields.finish()?;
     let values = values.ok_or(AppError::Internal)?;
+    let txn = begin_write(db).await?;
     let existing = devices::Entity::find_by_id(id)
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or(AppError::NotFound)?;
     let mut model: devices::ActiveModel = existing.into();
     model.description = Set(values.description);
     model.address = Set(values.address);
     model.max_power_kw = Set(values.max_power_kw);
-    model.update(db).await?;
+    let model = model.update(&txn).await?;
+    append(
+        &txn,
+        &[Outgoing::about_device(
+            model.owner_id,
+            LiveEvent::DeviceChanged(device_event(&model)),
+        )],
+    )
+    .await?;
+    txn.commit().await?;
     get(db, id).await
 }
 
-pub async fn set_owner<C: ConnectionTrait>(
+pub async fn set_owner<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     db: &C,
     id: Uuid,
     owner: Option<Uuid>,
@@ -176,22 +222,61 @@ pub async fn set_owner<C: ConnectionTrait>(
         Some(owner) => Some(client(db, owner, "client_id").await?),
         None => None,
     };
+    let txn = begin_write(db).await?;
     let existing = devices::Entity::find_by_id(id)
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or(AppError::NotFound)?;
+    let before = existing.owner_id;
     let mut model: devices::ActiveModel = existing.into();
     model.owner_id = Set(owner);
-    model.update(db).await?;
+    let model = model.update(&txn).await?;
+    append(&txn, &ownership_events(&model, before)).await?;
+    txn.commit().await?;
     tracing::info!(device = %id, owner = ?owner, "device assignment changed");
     get(db, id).await
 }
 
-pub async fn delete<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<(), AppError> {
-    let result = devices::Entity::delete_by_id(id).exec(db).await?;
-    if result.rows_affected == 0 {
-        return Err(AppError::NotFound);
+/// What a change of owner from `before` tells the old owner and the new one (and the admins).
+fn ownership_events(model: &devices::Model, before: Option<Uuid>) -> Vec<Outgoing> {
+    if before == model.owner_id {
+        return Vec::new();
     }
+    let mut events = Vec::new();
+    if let Some(old) = before {
+        events.push(Outgoing::about_device(
+            Some(old),
+            LiveEvent::DeviceUnassigned(device_event(model)),
+        ));
+    }
+    if model.owner_id.is_some() {
+        events.push(Outgoing::about_device(
+            model.owner_id,
+            LiveEvent::DeviceAssigned(device_event(model)),
+        ));
+    }
+    events
+}
+
+pub async fn delete<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
+    db: &C,
+    id: Uuid,
+) -> Result<(), AppError> {
+    let txn = begin_write(db).await?;
+    let existing = devices::Entity::find_by_id(id)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    devices::Entity::delete_by_id(id).exec(&txn).await?;
+    append(
+        &txn,
+        &[Outgoing::about_device(
+            existing.owner_id,
+            LiveEvent::DeviceDeleted(device_event(&existing)),
+        )],
+    )
+    .await?;
+    txn.commit().await?;
     tracing::info!(device = %id, "device deleted");
     Ok(())
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::pipeline::{Pipeline, Verdict};
-use super::store::Sql;
+use app::sql::Sql;
 
 /// The sending side of the in-process queue (cheap to clone).
 #[derive(Clone)]

@@ -32,6 +32,24 @@ pub struct Metrics {
     batch_micros: AtomicU64,
     batches: AtomicU64,
     batch_messages: AtomicU64,
+    /// Open dashboard WebSockets.
+    pub ws_connections: AtomicI64,
+    /// WebSocket handshakes refused (no session, foreign origin).
+    pub ws_refused: AtomicU64,
+    pub ws_frames: AtomicU64,
+    /// Sockets that fell behind and were told to reload over HTTP.
+    pub ws_resyncs: AtomicU64,
+    /// Sockets closed because the peer stopped answering pings or could not take a frame.
+    pub ws_dropped: AtomicU64,
+    /// Outbox events the relay published to the instances.
+    pub events_published: AtomicU64,
+    pub relay_failures: AtomicU64,
+    /// Events this instance's hub read from the database to fill a gap in what it received.
+    pub events_filled: AtomicU64,
+    /// Connections to the broker's event exchange after the first.
+    pub bus_reconnects: AtomicU64,
+    /// Reading updates not passed on because the event bus was unavailable or full.
+    pub readings_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -51,6 +69,16 @@ impl Metrics {
             batch_micros: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             batch_messages: AtomicU64::new(0),
+            ws_connections: AtomicI64::new(0),
+            ws_refused: AtomicU64::new(0),
+            ws_frames: AtomicU64::new(0),
+            ws_resyncs: AtomicU64::new(0),
+            ws_dropped: AtomicU64::new(0),
+            events_published: AtomicU64::new(0),
+            relay_failures: AtomicU64::new(0),
+            events_filled: AtomicU64::new(0),
+            bus_reconnects: AtomicU64::new(0),
+            readings_dropped: AtomicU64::new(0),
         }
     }
 
@@ -184,6 +212,62 @@ impl Metrics {
             "Messages in processed batches.",
             self.batch_messages.load(Relaxed),
         );
+        let _ = write!(
+            out,
+            "# HELP energy_ws_connections Open dashboard WebSockets.\n\
+             # TYPE energy_ws_connections gauge\n\
+             energy_ws_connections {}\n",
+            self.ws_connections.load(Relaxed)
+        );
+        for (name, help, value) in [
+            (
+                "energy_ws_refused_total",
+                "WebSocket handshakes refused (no session or a foreign origin).",
+                &self.ws_refused,
+            ),
+            (
+                "energy_ws_frames_total",
+                "Frames sent to dashboard WebSockets.",
+                &self.ws_frames,
+            ),
+            (
+                "energy_ws_resyncs_total",
+                "Sockets that fell behind and were told to reload over HTTP.",
+                &self.ws_resyncs,
+            ),
+            (
+                "energy_ws_dropped_total",
+                "Sockets closed because the peer stopped answering or could not take a frame.",
+                &self.ws_dropped,
+            ),
+            (
+                "energy_events_published_total",
+                "Outbox events the relay published to the server instances.",
+                &self.events_published,
+            ),
+            (
+                "energy_relay_failures_total",
+                "Relay rounds that failed (database or broker) and were tried again.",
+                &self.relay_failures,
+            ),
+            (
+                "energy_events_filled_total",
+                "Events read from the outbox to fill a gap in what this instance received.",
+                &self.events_filled,
+            ),
+            (
+                "energy_event_bus_reconnects_total",
+                "Connections to the event exchange after the first.",
+                &self.bus_reconnects,
+            ),
+            (
+                "energy_readings_dropped_total",
+                "Live reading updates not passed on because the event bus was unavailable or full.",
+                &self.readings_dropped,
+            ),
+        ] {
+            counter(&mut out, name, help, value.load(Relaxed));
+        }
         out
     }
 }
@@ -220,5 +304,11 @@ mod tests {
         assert!(text.contains("energy_batch_processing_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("energy_batch_processing_seconds_count 2\n"));
         assert!(text.contains("energy_consumer_lag_messages{queue=\"amqp\"} 0\n"));
+        m.ws_connections.fetch_add(2, Relaxed);
+        let text = m.render();
+        assert!(text.contains("energy_ws_connections 2\n"));
+        assert!(
+            text.contains("# TYPE energy_ws_resyncs_total counter\nenergy_ws_resyncs_total 0\n")
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! The metering pipeline: meter message → validate → store → detect → notify.
 //!
-//! [`message`] and [`peak`] are pure; [`store`] holds the transaction that stores a batch and
-//! raises its alerts; [`pipeline`] glues them and counts; [`amqp`] and [`local`] are the two
-//! queues that feed it; [`demo`] is the built-in meter feed.
+//! [`message`], [`peak`] and [`episodes`] are pure; [`store`] holds the transaction that stores
+//! a batch and raises its alerts and episodes; [`pipeline`] glues them, counts, and hands what
+//! was committed to the live path; [`amqp`] and [`local`] are the two queues that feed it;
+//! [`demo`] is the built-in meter feed.
 
 pub mod amqp;
 pub mod demo;
+pub mod episodes;
 pub mod local;
 pub mod message;
 pub mod metrics;
@@ -18,15 +20,14 @@ use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use simulator::{Publisher, PublisherOptions, Topology};
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use self::amqp::AmqpSettings;
 use self::demo::{DemoSettings, DemoSink};
 use self::local::{LocalQueue, LocalReceiver};
 use self::metrics::Metrics;
-use self::pipeline::Pipeline;
-use self::store::NewAlert;
+use self::pipeline::{Fault, Pipeline};
+use crate::live::LiveSink;
 
 /// The metering part of the configuration.
 #[derive(Clone, Debug)]
@@ -39,6 +40,8 @@ pub struct MeteringSettings {
     pub max_future: Duration,
     /// The built-in demo feed, when on.
     pub demo: Option<DemoSettings>,
+    /// A failure to act out, in tests.
+    pub fault: Option<Fault>,
 }
 
 enum Input {
@@ -58,13 +61,13 @@ pub struct MeterService {
 #[derive(Clone)]
 pub struct Metering {
     pub metrics: Arc<Metrics>,
-    pub alerts: broadcast::Sender<NewAlert>,
     /// The in-process queue, when there is no broker.
     pub local: Option<LocalQueue>,
 }
 
 impl MeterService {
-    pub fn new(db: DatabaseConnection, settings: MeteringSettings) -> (MeterService, Metering) {
+    /// The server's metrics, labelled with the kind of queue these settings use.
+    pub fn metrics_for(settings: &MeteringSettings) -> Arc<Metrics> {
         let metrics = Arc::new(Metrics::new(if settings.amqp_url.is_some() {
             "amqp"
         } else {
@@ -75,13 +78,19 @@ impl MeterService {
             settings.amqp_url.is_none(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        let (alerts, _) = broadcast::channel(1024);
-        let pipeline = Arc::new(Pipeline::new(
-            db,
-            metrics.clone(),
-            alerts.clone(),
-            settings.max_future,
-        ));
+        metrics
+    }
+
+    pub fn new(
+        db: DatabaseConnection,
+        settings: MeteringSettings,
+        metrics: Arc<Metrics>,
+        live: LiveSink,
+    ) -> (MeterService, Metering) {
+        let pipeline = Arc::new(
+            Pipeline::new(db, metrics.clone(), Some(live), settings.max_future)
+                .with_fault(settings.fault),
+        );
         let (input, local) = match &settings.amqp_url {
             Some(url) => (
                 Input::Amqp(AmqpSettings {
@@ -100,7 +109,6 @@ impl MeterService {
         };
         let handle = Metering {
             metrics,
-            alerts,
             local: local.clone(),
         };
         (

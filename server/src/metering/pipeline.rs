@@ -1,5 +1,5 @@
 //! One step for every queue: validate a batch of message bodies, store it, detect peaks, count,
-//! and hand new alerts to the notification stream. Queue loops only move bytes and acks.
+//! and tell the live path what was committed. Queue loops only move bytes and acks.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr};
-use tokio::sync::broadcast;
 
 use super::message::{self, Reading, Rejection};
 use super::metrics::Metrics;
 use super::store::{self, NewAlert, Stored};
+use crate::live::LiveSink;
 
 /// What became of one message.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,27 +23,52 @@ pub enum Verdict {
     Rejected(Rejection),
 }
 
+/// What became of a batch.
+#[derive(Debug)]
+pub struct Processed {
+    /// One per message, in order.
+    pub verdicts: Vec<Verdict>,
+    /// The alerts it raised.
+    pub alerts: Vec<NewAlert>,
+}
+
+/// What a process that dies on purpose does, for the tests that prove nothing is lost then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Exit (code 86) right after committing a batch that raised alerts, before the relay is
+    /// told: the alerts are stored and their events unpublished.
+    ExitAfterAlertCommit,
+}
+
 /// The validate → store → detect → notify step, shared by the AMQP and in-process consumers.
 pub struct Pipeline {
     db: DatabaseConnection,
     metrics: Arc<Metrics>,
-    alerts: broadcast::Sender<NewAlert>,
+    live: Option<LiveSink>,
     max_future: Duration,
+    fault: Option<Fault>,
 }
 
 impl Pipeline {
+    /// `live`: where committed events and readings go (`None`: nowhere, for tests of storage).
     pub fn new(
         db: DatabaseConnection,
         metrics: Arc<Metrics>,
-        alerts: broadcast::Sender<NewAlert>,
+        live: Option<LiveSink>,
         max_future: Duration,
     ) -> Self {
         Pipeline {
             db,
             metrics,
-            alerts,
+            live,
             max_future,
+            fault: None,
         }
+    }
+
+    pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
+        self.fault = fault;
+        self
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -56,7 +81,7 @@ impl Pipeline {
 
     /// Processes a batch. `Err` is a transient failure (the database): nothing of the batch
     /// may be acknowledged, and the whole batch is to be tried again.
-    pub async fn process(&self, bodies: &[&[u8]]) -> Result<Vec<Verdict>, DbErr> {
+    pub async fn process(&self, bodies: &[&[u8]]) -> Result<Processed, DbErr> {
         let started = Instant::now();
         let now_ms = Utc::now().timestamp_millis();
         let max_future_ms = self.max_future.as_millis() as i64;
@@ -102,7 +127,7 @@ impl Pipeline {
         self.metrics
             .peaks
             .fetch_add(outcome.alerts.len() as u64, Relaxed);
-        for alert in outcome.alerts {
+        for alert in &outcome.alerts {
             tracing::info!(
                 device = %alert.device_id,
                 t1 = alert.t1_ms,
@@ -111,11 +136,19 @@ impl Pipeline {
                 max_power_kw = alert.max_power_kw,
                 "peak detected"
             );
-            // Nobody listening is fine: the alert is stored.
-            let _ = self.alerts.send(alert);
+        }
+        if self.fault == Some(Fault::ExitAfterAlertCommit) && !outcome.alerts.is_empty() {
+            tracing::error!("test fault: exiting after an alert commit, before the relay");
+            std::process::exit(86);
+        }
+        if let Some(live) = &self.live {
+            live.committed(outcome.announced, outcome.readings);
         }
         self.metrics.observe_batch(bodies.len(), started.elapsed());
-        Ok(verdicts)
+        Ok(Processed {
+            verdicts,
+            alerts: outcome.alerts,
+        })
     }
 
     /// Processes a batch, retrying transient failures with backoff until it succeeds or
@@ -129,7 +162,7 @@ impl Pipeline {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.process(bodies).await {
-                Ok(verdicts) => return Some(verdicts),
+                Ok(processed) => return Some(processed.verdicts),
                 Err(error) => {
                     self.metrics.transient_failures.fetch_add(1, Relaxed);
                     tracing::warn!(

@@ -1,21 +1,25 @@
-//! Storing a batch of valid readings and detecting the peaks they create, in one transaction.
+//! Storing a batch of valid readings and detecting the peaks they create, in one transaction:
+//! the readings, their alerts, the devices' alarm episodes, and the outbox events that announce
+//! them commit together or not at all.
 //!
 //! Exactly-once rests on constraints and locks, not on the broker: a reading is inserted with
 //! `ON CONFLICT (device_id, ts) DO NOTHING`, an alert with `ON CONFLICT (device_id, t1, t2) DO
-//! NOTHING`, and on PostgreSQL the batch first locks its devices' rows (in id order, so two
-//! consumers never deadlock). Two server instances therefore never look at the same device's
-//! neighbours at once, and a reading stored by one is seen by the other. On SQLite the single
-//! writer lock gives the same.
+//! NOTHING`, and the batch first locks its devices' rows (PostgreSQL, in id order, so two
+//! consumers never deadlock; SQLite: the write lock, taken at `BEGIN`). Two server instances
+//! therefore never look at the same device's neighbours or episode at once, and a reading
+//! stored by one is seen by the other.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use app::live::ssr::{append, lock_sequence, reading_after, Outgoing};
+use app::live::{AlertEvent, EpisodeEvent, LiveEvent, ReadingEvent};
+use app::sql::{begin_write, max_of, Sql};
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::episodes::{self, Change, Episode, Step};
 use super::message::Reading;
 use super::peak::{self, Point};
 
@@ -39,7 +43,7 @@ pub enum Stored {
     UnknownDevice,
 }
 
-/// A peak alert raised by a batch (the notification stream carries these).
+/// A peak alert raised by a batch.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NewAlert {
     pub id: Uuid,
@@ -51,58 +55,28 @@ pub struct NewAlert {
     pub power_kw: f64,
     pub max_power_kw: f64,
     pub created_at: DateTime<Utc>,
+    pub episode_id: Option<Uuid>,
 }
 
-/// The outcome of a batch: one [`Stored`] per reading, in order, and the new alerts.
+/// The outcome of a batch: one [`Stored`] per reading, in order, the new alerts, and what the
+/// live dashboards are to hear.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
     pub stored: Vec<Stored>,
     pub alerts: Vec<NewAlert>,
+    /// The new head reading of each device that has one, with the device's owner.
+    pub readings: Vec<(Option<Uuid>, ReadingEvent)>,
+    /// Whether outbox events were committed (the relay is to be woken).
+    pub announced: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Device {
     max_power_kw: f64,
     owner_id: Option<Uuid>,
-}
-
-/// Parameters and SQL text built together, with the backend's placeholder style.
-pub(super) struct Sql {
-    backend: DatabaseBackend,
-    text: String,
-    values: Vec<Value>,
-}
-
-impl Sql {
-    pub(super) fn new(backend: DatabaseBackend) -> Self {
-        Sql {
-            backend,
-            text: String::with_capacity(256),
-            values: Vec::new(),
-        }
-    }
-
-    pub(super) fn push(&mut self, text: &str) -> &mut Self {
-        self.text.push_str(text);
-        self
-    }
-
-    pub(super) fn param(&mut self, value: impl Into<Value>) -> &mut Self {
-        self.values.push(value.into());
-        match self.backend {
-            DatabaseBackend::Postgres => {
-                let n = self.values.len();
-                self.text.push('$');
-                self.text.push_str(&n.to_string());
-            }
-            _ => self.text.push('?'),
-        }
-        self
-    }
-
-    pub(super) fn build(self) -> Statement {
-        Statement::from_sql_and_values(self.backend, self.text, self.values)
-    }
+    description: String,
+    /// Its open alarm episode.
+    open: Option<Episode>,
 }
 
 /// Stores `readings` (validated, in arrival order) and raises the alerts they create.
@@ -124,15 +98,8 @@ pub async fn store_batch(
     ids.sort_unstable();
     ids.dedup();
 
-    let sqlite_devices = match backend {
-        DatabaseBackend::Postgres => None,
-        _ => Some(devices(db, backend, &ids).await?),
-    };
-    let txn = db.begin().await?;
-    let devices = match sqlite_devices {
-        Some(d) => d,
-        None => devices(&txn, backend, &ids).await?,
-    };
+    let txn = begin_write(db).await?;
+    let devices = devices(&txn, backend, &ids).await?;
 
     // Insert the first copies whose device exists; RETURNING tells which were new.
     let mut offered: Vec<usize> = first
@@ -188,48 +155,63 @@ pub async fn store_batch(
         stored.push(verdict);
     }
 
-    let alerts = detect(&txn, backend, readings, &inserted, &devices).await?;
+    let series = series(&txn, backend, readings, &inserted).await?;
+    let mut outcome = raise(&txn, backend, &series, &inserted, &devices).await?;
     txn.commit().await?;
-    Ok(BatchOutcome { stored, alerts })
+    outcome.stored = stored;
+    Ok(outcome)
 }
 
-/// The devices among `ids`. On PostgreSQL their rows are locked for the transaction.
+/// The devices among `ids`, with their open episodes. On PostgreSQL their rows are locked for
+/// the transaction.
 async fn devices(
     db: &impl ConnectionTrait,
     backend: DatabaseBackend,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Device>, DbErr> {
+    const COLUMNS: &str = "SELECT d.id, d.max_power_kw, d.owner_id, d.description, e.id, \
+        e.started_t, e.last_t, e.peaks, e.max_power_kw, e.limit_kw FROM devices d \
+        LEFT JOIN episodes e ON e.device_id = d.id AND e.ended_t IS NULL WHERE d.id ";
     let mut found = HashMap::with_capacity(ids.len());
     let mut statements = Vec::new();
     if backend == DatabaseBackend::Postgres {
         let mut sql = Sql::new(backend);
-        sql.push("SELECT id, max_power_kw, owner_id FROM devices WHERE id = ANY(")
+        sql.push(COLUMNS)
+            .push("= ANY(")
             .param(ids.to_vec())
             // Serialises consumers per device; plain foreign-key checks (KEY SHARE) and
             // admin edits are not blocked for long.
-            .push(") ORDER BY id FOR NO KEY UPDATE");
+            .push(") ORDER BY d.id FOR NO KEY UPDATE OF d");
         statements.push(sql.build());
     } else {
         for chunk in ids.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(backend);
-            sql.push("SELECT id, max_power_kw, owner_id FROM devices WHERE id IN (");
-            for (n, id) in chunk.iter().enumerate() {
-                if n > 0 {
-                    sql.push(", ");
-                }
-                sql.param(*id);
-            }
-            sql.push(")");
+            sql.push(COLUMNS).push("IN ").list(chunk.iter().copied());
             statements.push(sql.build());
         }
     }
     for statement in statements {
         for row in db.query_all_raw(statement).await? {
+            let max_power_kw = row.try_get_by_index(1)?;
+            let open = match row.try_get_by_index::<Option<Uuid>>(4)? {
+                Some(id) => Some(Episode {
+                    id,
+                    started_t: row.try_get_by_index(5)?,
+                    last_t: row.try_get_by_index(6)?,
+                    peaks: row.try_get_by_index(7)?,
+                    max_power_kw: row.try_get_by_index(8)?,
+                    limit_kw: row.try_get_by_index(9)?,
+                    ended_t: None,
+                }),
+                None => None,
+            };
             found.insert(
                 row.try_get_by_index::<Uuid>(0)?,
                 Device {
-                    max_power_kw: row.try_get_by_index(1)?,
+                    max_power_kw,
                     owner_id: row.try_get_by_index(2)?,
+                    description: row.try_get_by_index(3)?,
+                    open,
                 },
             );
         }
@@ -395,15 +377,14 @@ async fn neighbourhoods(
     Ok(points)
 }
 
-/// Checks every interval that a new reading starts or ends (a late reading creates two) and
-/// inserts the peaks among them.
-async fn detect(
+/// Per device with new readings: its stored readings from the one before its new ones to the
+/// one after, in time order.
+async fn series(
     txn: &impl ConnectionTrait,
     backend: DatabaseBackend,
     readings: &[Reading],
     inserted: &HashSet<(Uuid, i64)>,
-    devices: &HashMap<Uuid, Device>,
-) -> Result<Vec<NewAlert>, DbErr> {
+) -> Result<BTreeMap<Uuid, Vec<Point>>, DbErr> {
     // Per device, the spans of its new readings (split where they are far apart), each
     // widened to the stored neighbours just outside it.
     let mut new_times: BTreeMap<Uuid, Vec<i64>> = BTreeMap::new();
@@ -416,7 +397,7 @@ async fn detect(
         }
     }
     if new_times.is_empty() {
-        return Ok(Vec::new());
+        return Ok(BTreeMap::new());
     }
     let mut spans: Vec<(Uuid, (i64, i64))> = Vec::new();
     for (device, mut times) in new_times {
@@ -432,53 +413,199 @@ async fn detect(
         }
         spans.push((device, span));
     }
-    let mut points: HashMap<Uuid, Vec<Point>> = HashMap::new();
+    let mut points: BTreeMap<Uuid, Vec<Point>> = BTreeMap::new();
     for (device, point) in neighbourhoods(txn, backend, &spans).await? {
         points.entry(device).or_default().push(point);
     }
-
-    let now = Utc::now();
-    let mut candidates = Vec::new();
-    for (device_id, mut series) in points {
-        let Some(device) = devices.get(&device_id) else {
-            continue;
-        };
+    for series in points.values_mut() {
         // Spans of one device may share a neighbour.
         series.sort_unstable_by_key(|p| p.t_ms);
         series.dedup_by_key(|p| p.t_ms);
-        for pair in series.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            let touches_new =
-                inserted.contains(&(device_id, a.t_ms)) || inserted.contains(&(device_id, b.t_ms));
-            if !touches_new {
-                continue;
-            }
-            if let Some(power_kw) = peak::peak(a, b, device.max_power_kw) {
-                candidates.push(NewAlert {
-                    id: Uuid::new_v4(),
-                    device_id,
-                    owner_id: device.owner_id,
-                    t1_ms: a.t_ms,
-                    t2_ms: b.t_ms,
-                    power_kw,
-                    max_power_kw: device.max_power_kw,
-                    created_at: now,
-                });
-            }
-        }
     }
-    if candidates.is_empty() {
-        return Ok(candidates);
+    Ok(points)
+}
+
+/// What a batch changed for one device.
+struct DeviceChanges {
+    device_id: Uuid,
+    alerts: Vec<NewAlert>,
+    episodes: Vec<(Episode, Change)>,
+    head: Option<ReadingEvent>,
+}
+
+/// Checks every interval that a new reading starts or ends (a late reading creates two), tracks
+/// the devices' episodes, and stores the alerts, the episodes and the events announcing them.
+async fn raise(
+    txn: &impl ConnectionTrait,
+    backend: DatabaseBackend,
+    series: &BTreeMap<Uuid, Vec<Point>>,
+    inserted: &HashSet<(Uuid, i64)>,
+    devices: &HashMap<Uuid, Device>,
+) -> Result<BatchOutcome, DbErr> {
+    let now = Utc::now();
+    let mut changes = Vec::with_capacity(series.len());
+    for (&device_id, points) in series {
+        let Some(device) = devices.get(&device_id) else {
+            continue;
+        };
+        changes.push(examine(device_id, device, points, inserted, now));
+    }
+    let mut outcome = BatchOutcome {
+        readings: changes
+            .iter_mut()
+            .filter_map(|c| {
+                let owner = devices.get(&c.device_id).and_then(|d| d.owner_id);
+                c.head.take().map(|r| (owner, r))
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let candidates: Vec<NewAlert> = changes.iter().flat_map(|c| c.alerts.clone()).collect();
+    let touched: Vec<(Uuid, &Episode, Change)> = changes
+        .iter()
+        .flat_map(|c| c.episodes.iter().map(|(e, ch)| (c.device_id, e, *ch)))
+        .collect();
+    if candidates.is_empty() && touched.is_empty() {
+        return Ok(outcome);
     }
 
-    let mut raised = HashSet::new();
-    for chunk in candidates.chunks(INSERT_CHUNK / 4) {
+    // Alerts are numbered in commit order, under the lock the outbox numbering uses too.
+    lock_sequence(txn).await?;
+    let raised = insert_alerts(txn, backend, &candidates).await?;
+    store_episodes(txn, backend, &touched, devices, now).await?;
+
+    let mut events = Vec::with_capacity(raised.len() + touched.len());
+    for alert in candidates.into_iter().filter(|a| raised.contains(&a.id)) {
+        let device = &devices[&alert.device_id];
+        events.push(Outgoing::about_device(
+            alert.owner_id,
+            LiveEvent::Alert(AlertEvent {
+                id: alert.id,
+                device_id: alert.device_id,
+                device: device.description.clone(),
+                t1_ms: alert.t1_ms,
+                t2_ms: alert.t2_ms,
+                power_kw: alert.power_kw,
+                max_power_kw: alert.max_power_kw,
+                created_ms: alert.created_at.timestamp_millis(),
+                episode_id: alert.episode_id,
+            }),
+        ));
+        outcome.alerts.push(alert);
+    }
+    for (device_id, episode, change) in touched {
+        let device = &devices[&device_id];
+        let event = EpisodeEvent {
+            id: episode.id,
+            device_id,
+            device: device.description.clone(),
+            started_ms: episode.started_t,
+            last_ms: episode.last_t,
+            peaks: episode.peaks,
+            max_power_kw: episode.max_power_kw,
+            limit_kw: episode.limit_kw,
+            ended_ms: episode.ended_t,
+        };
+        let mut announce = |event| events.push(Outgoing::about_device(device.owner_id, event));
+        match (change, episode.ended_t) {
+            (Change::Started, None) => announce(LiveEvent::EpisodeStarted(event)),
+            (Change::Started, Some(_)) => {
+                announce(LiveEvent::EpisodeStarted(EpisodeEvent {
+                    ended_ms: None,
+                    ..event.clone()
+                }));
+                announce(LiveEvent::EpisodeEnded(event));
+            }
+            (Change::Changed, None) => announce(LiveEvent::EpisodeUpdated(event)),
+            (Change::Changed, Some(_)) => announce(LiveEvent::EpisodeEnded(event)),
+        }
+    }
+    outcome.announced = !events.is_empty();
+    append(txn, &events).await?;
+    outcome.alerts.sort_by_key(|a| (a.device_id, a.t1_ms));
+    Ok(outcome)
+}
+
+/// One device's peaks, episode changes and new head reading, from its series.
+fn examine(
+    device_id: Uuid,
+    device: &Device,
+    points: &[Point],
+    inserted: &HashSet<(Uuid, i64)>,
+    now: DateTime<Utc>,
+) -> DeviceChanges {
+    let is_new = |p: &Point| inserted.contains(&(device_id, p.t_ms));
+    let head_before = points.iter().filter(|p| !is_new(p)).map(|p| p.t_ms).max();
+    let mut steps = Vec::new();
+    for pair in points.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if is_new(&a) || is_new(&b) {
+            steps.push(Step {
+                t1: a.t_ms,
+                t2: b.t_ms,
+                peak: peak::peak(a, b, device.max_power_kw),
+            });
+        }
+    }
+    let tracked = episodes::track(
+        device.open.clone(),
+        head_before,
+        &steps,
+        device.max_power_kw,
+        Uuid::new_v4,
+    );
+    let alerts = steps
+        .iter()
+        .zip(&tracked.step_episode)
+        .filter_map(|(step, episode_id)| {
+            step.peak.map(|power_kw| NewAlert {
+                id: Uuid::new_v4(),
+                device_id,
+                owner_id: device.owner_id,
+                t1_ms: step.t1,
+                t2_ms: step.t2,
+                power_kw,
+                max_power_kw: device.max_power_kw,
+                created_at: now,
+                episode_id: *episode_id,
+            })
+        })
+        .collect();
+    // The head moved if the newest point is new.
+    let head = match points {
+        [.., before, last] if is_new(last) => Some(reading_after(
+            device_id,
+            Some((before.t_ms, before.e_kwh)),
+            last.t_ms,
+            last.e_kwh,
+        )),
+        [only] if is_new(only) => Some(reading_after(device_id, None, only.t_ms, only.e_kwh)),
+        _ => None,
+    };
+    DeviceChanges {
+        device_id,
+        alerts,
+        episodes: tracked.episodes,
+        head,
+    }
+}
+
+/// Inserts the alerts, numbered after the last one; returns the ids of those that were new.
+async fn insert_alerts(
+    txn: &impl ConnectionTrait,
+    backend: DatabaseBackend,
+    alerts: &[NewAlert],
+) -> Result<HashSet<Uuid>, DbErr> {
+    let mut raised = HashSet::with_capacity(alerts.len());
+    let mut seq = max_of(txn, "alerts", "seq").await?;
+    for chunk in alerts.chunks(INSERT_CHUNK / 10) {
         let mut sql = Sql::new(backend);
         sql.push(
             "INSERT INTO alerts (id, device_id, owner_id, t1, t2, power_kw, max_power_kw, \
-             created_at) VALUES ",
+             created_at, episode_id, seq) VALUES ",
         );
         for (n, a) in chunk.iter().enumerate() {
+            seq += 1;
             sql.push(if n == 0 { "(" } else { ", (" })
                 .param(a.id)
                 .push(", ")
@@ -495,6 +622,10 @@ async fn detect(
                 .param(a.max_power_kw)
                 .push(", ")
                 .param(a.created_at)
+                .push(", ")
+                .param(a.episode_id)
+                .push(", ")
+                .param(seq)
                 .push(")");
         }
         sql.push(" ON CONFLICT (device_id, t1, t2) DO NOTHING RETURNING id");
@@ -502,7 +633,105 @@ async fn detect(
             raised.insert(row.try_get_by_index::<Uuid>(0)?);
         }
     }
-    candidates.retain(|a| raised.contains(&a.id));
-    candidates.sort_by_key(|a| (a.device_id, a.t1_ms));
-    Ok(candidates)
+    Ok(raised)
+}
+
+/// Writes the episodes a batch touched: the ones that existed are updated first (an ended one
+/// gives up its device's single open slot), then the new ones are inserted.
+async fn store_episodes(
+    txn: &impl ConnectionTrait,
+    backend: DatabaseBackend,
+    touched: &[(Uuid, &Episode, Change)],
+    devices: &HashMap<Uuid, Device>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let changed: Vec<&Episode> = touched
+        .iter()
+        .filter(|(_, _, c)| *c == Change::Changed)
+        .map(|(_, e, _)| *e)
+        .collect();
+    if !changed.is_empty() {
+        if backend == DatabaseBackend::Postgres {
+            // Arrays cannot hold NULL here: -1 stands for "still open".
+            let mut sql = Sql::new(backend);
+            sql.push(
+                "UPDATE episodes AS e SET peaks = u.peaks, max_power_kw = u.max, last_t = u.last, \
+                 ended_t = NULLIF(u.ended, -1), ended_at = CASE WHEN u.ended < 0 THEN NULL ELSE ",
+            )
+            .param(now)
+            .push(" END FROM UNNEST(")
+            .param(changed.iter().map(|e| e.id).collect::<Vec<_>>())
+            .push("::uuid[], ")
+            .param(changed.iter().map(|e| e.peaks).collect::<Vec<_>>())
+            .push("::int4[], ")
+            .param(changed.iter().map(|e| e.max_power_kw).collect::<Vec<_>>())
+            .push("::float8[], ")
+            .param(changed.iter().map(|e| e.last_t).collect::<Vec<_>>())
+            .push("::int8[], ")
+            .param(
+                changed
+                    .iter()
+                    .map(|e| e.ended_t.unwrap_or(-1))
+                    .collect::<Vec<_>>(),
+            )
+            .push("::int8[]) AS u(id, peaks, max, last, ended) WHERE e.id = u.id");
+            txn.execute_raw(sql.build()).await?;
+        } else {
+            for e in &changed {
+                let mut sql = Sql::new(backend);
+                sql.push("UPDATE episodes SET peaks = ")
+                    .param(e.peaks)
+                    .push(", max_power_kw = ")
+                    .param(e.max_power_kw)
+                    .push(", last_t = ")
+                    .param(e.last_t)
+                    .push(", ended_t = ")
+                    .param(e.ended_t)
+                    .push(", ended_at = ")
+                    .param(e.ended_t.map(|_| now))
+                    .push(" WHERE id = ")
+                    .param(e.id);
+                txn.execute_raw(sql.build()).await?;
+            }
+        }
+    }
+    let started: Vec<(Uuid, &Episode)> = touched
+        .iter()
+        .filter(|(_, _, c)| *c == Change::Started)
+        .map(|(d, e, _)| (*d, *e))
+        .collect();
+    for chunk in started.chunks(INSERT_CHUNK / 20) {
+        let mut sql = Sql::new(backend);
+        sql.push(
+            "INSERT INTO episodes (id, device_id, owner_id, started_t, last_t, peaks, \
+             max_power_kw, limit_kw, ended_t, started_at, ended_at) VALUES ",
+        );
+        for (n, (device_id, e)) in chunk.iter().enumerate() {
+            sql.push(if n == 0 { "(" } else { ", (" })
+                .param(e.id)
+                .push(", ")
+                .param(*device_id)
+                .push(", ")
+                .param(devices.get(device_id).and_then(|d| d.owner_id))
+                .push(", ")
+                .param(e.started_t)
+                .push(", ")
+                .param(e.last_t)
+                .push(", ")
+                .param(e.peaks)
+                .push(", ")
+                .param(e.max_power_kw)
+                .push(", ")
+                .param(e.limit_kw)
+                .push(", ")
+                .param(e.ended_t)
+                .push(", ")
+                .param(now)
+                .push(", ")
+                .param(e.ended_t.map(|_| now))
+                .push(")");
+        }
+        txn.execute_raw(sql.build()).await?;
+    }
+    Ok(())
 }

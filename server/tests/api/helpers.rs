@@ -37,6 +37,7 @@ pub struct TestApp {
     /// The database URL, for a second instance on the same database.
     pub database_url: String,
     pub metering: server::metering::Metering,
+    pub hub: std::sync::Arc<server::live::hub::Hub>,
     sqlite_file: Option<PathBuf>,
     postgres_db: Option<String>,
 }
@@ -75,30 +76,42 @@ async fn fresh_database(backend: Backend) -> (String, Option<PathBuf>, Option<St
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
     let (url, sqlite_file, postgres_db) = fresh_database(backend).await;
     let mut config = Config::for_database(url.clone());
+    // Instances of other tests must not hear this one's live events.
+    config.amqp_events_exchange = format!("test-{}.events", Uuid::new_v4().simple());
     config.admin_username = Some(ADMIN.into());
     config.admin_password = Some(ADMIN_PASSWORD.into());
     configure(&mut config);
-    let (address, db, metering) = start(config).await;
+    let (address, db, metering, hub) = start(config).await;
     TestApp {
         address,
         db,
         database_url: url,
         metering,
+        hub,
         sqlite_file,
         postgres_db,
     }
 }
 
+/// One running instance's address, database, metering handle and live hub.
+pub type Started = (
+    String,
+    DatabaseConnection,
+    server::metering::Metering,
+    std::sync::Arc<server::live::hub::Hub>,
+);
+
 /// Builds and starts one instance; it runs until the test ends.
-pub async fn start(config: Config) -> (String, DatabaseConnection, server::metering::Metering) {
+pub async fn start(config: Config) -> Started {
     let app = Application::build(config)
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();
     let metering = app.metering().clone();
+    let hub = app.hub().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    (address, db, metering)
+    (address, db, metering, hub)
 }
 
 impl Drop for TestApp {
@@ -208,6 +221,18 @@ impl TestApp {
             "login of {username} failed: {reply:?}"
         );
         agent
+    }
+
+    /// A signed-in agent and its session cookie (`energy_session=…`), for a WebSocket.
+    pub async fn login_cookie(&self, username: &str, password: &str) -> (Agent, String) {
+        let agent = self.agent();
+        let reply = agent
+            .call("login", &[("username", username), ("password", password)])
+            .await;
+        let cookie = agent
+            .session_cookie(&reply)
+            .unwrap_or_else(|| panic!("login of {username} set no cookie: {reply:?}"));
+        (agent, cookie)
     }
 
     pub async fn admin(&self) -> Agent {
@@ -344,4 +369,36 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// Raises one alert on `device` (a maximum of 3.5 kW or less) through the embedded queue: 1 kWh
+/// in ten minutes is 6 kW. Returns the alert's id.
+pub async fn raise_alert(app: &TestApp, device: Uuid) -> Uuid {
+    let now = chrono::Utc::now().timestamp_millis();
+    let start =
+        now - now.rem_euclid(crate::meter_support::STEP_MS) - 3 * crate::meter_support::STEP_MS;
+    let queue = app.metering.local.as_ref().expect("the embedded queue");
+    for (i, kwh) in [100.0, 101.0].into_iter().enumerate() {
+        let body = simulator::MeterMessage {
+            timestamp: start + i as i64 * crate::meter_support::STEP_MS,
+            sensor_id: device,
+            measurement_value: kwh,
+        }
+        .to_json();
+        queue.send(body).await.expect("queued");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut sql = app::sql::Sql::new(app.db.get_database_backend());
+        sql.push("SELECT id FROM alerts WHERE device_id = ")
+            .param(device);
+        if let Some(row) = app.db.query_one_raw(sql.build()).await.expect("a query") {
+            return row.try_get_by_index(0).expect("an id");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no alert on {device} after 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

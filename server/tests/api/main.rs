@@ -3,12 +3,14 @@
 
 mod helpers;
 mod meter_support;
+mod ws_client;
 
 mod accounts;
 mod auth;
 mod cli;
 mod devices;
 mod health;
+mod live;
 mod metering;
 mod pages;
 mod security;

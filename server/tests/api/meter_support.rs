@@ -245,3 +245,136 @@ pub async fn stored_alerts(db: &DatabaseConnection) -> BTreeSet<(Uuid, i64, i64)
     assert_eq!(set.len(), n, "no alert is stored twice");
     set
 }
+
+/// The alerts announced in the outbox, as (device, t1, t2), once per announcement.
+pub async fn announced_alerts(db: &DatabaseConnection) -> Vec<(Uuid, i64, i64)> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT payload FROM outbox WHERE kind = 'alert' ORDER BY seq",
+        ))
+        .await
+        .expect("outbox");
+    rows.into_iter()
+        .map(|r| {
+            let payload: String = r.try_get_by_index(0).unwrap();
+            match serde_json::from_str(&payload).expect("an event") {
+                app::live::LiveEvent::Alert(a) => (a.device_id, a.t1_ms, a.t2_ms),
+                other => panic!("an alert row holds {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// The server binary, consuming, killed with SIGKILL: nothing is acknowledged on the way out.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub address: String,
+    pub duplicates: u64,
+}
+
+impl ServerProcess {
+    pub fn start(database_url: &str, topology: &simulator::Topology, batch: u32) -> Self {
+        Self::start_with(database_url, topology, batch, &[])
+    }
+
+    /// Starts the server binary with these variables set as well.
+    pub fn start_with(
+        database_url: &str,
+        topology: &simulator::Topology,
+        batch: u32,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", database_url)
+            .env("AMQP_URL", amqp_url())
+            .env("AMQP_EXCHANGE", &topology.exchange)
+            .env("AMQP_QUEUE", &topology.queue)
+            .env("AMQP_DEAD_LETTER_EXCHANGE", &topology.dead_letter_exchange)
+            .env("AMQP_DEAD_LETTER_QUEUE", &topology.dead_letter_queue)
+            .env("CONSUMER_BATCH_SIZE", batch.to_string())
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .env(
+                "AMQP_EVENTS_EXCHANGE",
+                format!("{}.events", topology.exchange),
+            )
+            .envs(extra.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("server starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let address = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.strip_prefix("Energy Utility Platform listening on ")
+                    .map(str::to_owned)
+            })
+            .expect("the server says where it listens");
+        // Keep draining stdout so the child never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess {
+            child,
+            address,
+            duplicates: 0,
+        }
+    }
+
+    pub async fn read_metrics(&mut self) {
+        if let Ok(r) = reqwest::get(format!("{}/metrics", self.address)).await {
+            if let Ok(text) = r.text().await {
+                self.duplicates = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("energy_readings_duplicate_total "))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+
+    /// Waits for the process to exit by itself; its exit code, or `None` after `within`.
+    pub fn wait_exit(&mut self, within: std::time::Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Deletes an exchange a test declared.
+pub async fn delete_exchange(name: &str) {
+    let Ok(connection) = Connection::connect(&amqp_url(), ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    if let Ok(channel) = connection.create_channel().await {
+        let _ = channel
+            .exchange_delete(
+                name.into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+    let _ = connection.close(200, "bye".into()).await;
+}

@@ -16,7 +16,6 @@ use server::metering::pipeline::{Pipeline, Verdict};
 use server::metering::store::NewAlert;
 use simulator::topology::{header_text, REASON_HEADER};
 use simulator::MeterMessage;
-use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::helpers::{postgres_admin_url, spawn_app, spawn_app_with, start, Backend, TestApp};
@@ -31,14 +30,6 @@ async fn spawn_consumer(backend: Backend, topology: &simulator::Topology) -> Tes
     .await
 }
 
-fn collect_alerts(rx: &mut broadcast::Receiver<NewAlert>) -> Vec<NewAlert> {
-    let mut got = Vec::new();
-    while let Ok(a) = rx.try_recv() {
-        got.push(a);
-    }
-    got
-}
-
 crate::on_both_backends!(
     simulator_readings_are_stored_once_with_exactly_the_expected_peaks,
     late_readings_resets_and_conflicts_follow_the_peak_rule,
@@ -47,7 +38,6 @@ crate::on_both_backends!(
 async fn simulator_readings_are_stored_once_with_exactly_the_expected_peaks(backend: Backend) {
     let topology = topology();
     let app = spawn_consumer(backend, &topology).await;
-    let mut notifications = app.metering.alerts.subscribe();
     let max = 6.0;
     let devices = create_devices(&app.db, 4, max).await;
     let (messages, expected) = feed(&devices, 250, max);
@@ -86,13 +76,12 @@ async fn simulator_readings_are_stored_once_with_exactly_the_expected_peaks(back
 
     let alerts = stored_alerts(&app.db).await;
     assert_eq!(alerts, expected);
-    let notified: BTreeSet<_> = collect_alerts(&mut notifications)
-        .into_iter()
-        .map(|a| (a.device_id, a.t1_ms, a.t2_ms))
-        .collect();
+    let announced = announced_alerts(&app.db).await;
+    assert_eq!(announced.len(), expected.len(), "each alert announced once");
     assert_eq!(
-        notified, expected,
-        "each new alert reaches the notification stream"
+        announced.into_iter().collect::<BTreeSet<_>>(),
+        expected,
+        "each new alert is announced in the outbox"
     );
 
     let text = get_text(&format!("{}/metrics", app.address)).await;
@@ -263,11 +252,10 @@ async fn malformed_messages_are_dead_lettered_with_their_reason_and_block_nothin
 async fn late_readings_resets_and_conflicts_follow_the_peak_rule(backend: Backend) {
     let app = spawn_app(backend).await;
     let device = create_devices(&app.db, 1, 6.0).await[0];
-    let (alerts, mut rx) = broadcast::channel(64);
     let pipeline = Pipeline::new(
         app.db.clone(),
         Arc::new(Metrics::new("test")),
-        alerts,
+        None,
         Duration::from_secs(300),
     );
     let base = chrono::Utc::now().timestamp_millis() - 24 * 3_600_000;
@@ -280,15 +268,19 @@ async fn late_readings_resets_and_conflicts_follow_the_peak_rule(backend: Backen
         }
         .to_json()
     };
+    // Each call gives the verdicts, and keeps the alerts raised for `raised` to take.
+    let raised_by = std::sync::Mutex::new(Vec::new());
     let process = |bodies: Vec<Vec<u8>>| {
-        let pipeline = &pipeline;
+        let (pipeline, raised_by) = (&pipeline, &raised_by);
         async move {
             let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
-            pipeline.process(&refs).await.unwrap()
+            let processed = pipeline.process(&refs).await.unwrap();
+            raised_by.lock().unwrap().extend(processed.alerts);
+            processed.verdicts
         }
     };
-    let raised = |rx: &mut broadcast::Receiver<NewAlert>| -> Vec<(i64, i64)> {
-        collect_alerts(rx)
+    let raised = |raised_by: &std::sync::Mutex<Vec<NewAlert>>| -> Vec<(i64, i64)> {
+        std::mem::take(&mut *raised_by.lock().unwrap())
             .into_iter()
             .map(|a| ((a.t1_ms - base) / 60_000, (a.t2_ms - base) / 60_000))
             .collect()
@@ -299,22 +291,22 @@ async fn late_readings_resets_and_conflicts_follow_the_peak_rule(backend: Backen
         process(vec![msg(0, 100.0), msg(20, 103.0)]).await,
         [Verdict::Stored, Verdict::Stored]
     );
-    assert_eq!(raised(&mut rx), [(0, 20)]);
+    assert_eq!(raised(&raised_by), [(0, 20)]);
 
     // A late reading splits it: both halves are checked, the old alert stays.
     assert_eq!(process(vec![msg(10, 102.5)]).await, [Verdict::Stored]);
-    assert_eq!(raised(&mut rx), [(0, 10)]);
+    assert_eq!(raised(&raised_by), [(0, 10)]);
     // (0,10): 15 kW, a peak; (10,20): 3 kW, not.
 
     // Exactly the maximum is no peak: 1 kWh in 10 minutes is 6 kW.
     process(vec![msg(30, 104.0)]).await;
-    assert_eq!(raised(&mut rx), Vec::<(i64, i64)>::new());
+    assert_eq!(raised(&raised_by), Vec::<(i64, i64)>::new());
 
     // A falling register is a reset: no alert, and the new value is the base.
     process(vec![msg(40, 0.5)]).await;
-    assert!(raised(&mut rx).is_empty());
+    assert!(raised(&raised_by).is_empty());
     process(vec![msg(50, 2.0)]).await;
-    assert_eq!(raised(&mut rx), [(40, 50)]);
+    assert_eq!(raised(&raised_by), [(40, 50)]);
 
     // The same reading again is a no-op; another value for it is a conflict, and the first
     // value stands. Copies inside one batch are judged the same way.
@@ -335,7 +327,7 @@ async fn late_readings_resets_and_conflicts_follow_the_peak_rule(backend: Backen
             Verdict::Conflict
         ]
     );
-    assert!(raised(&mut rx).is_empty());
+    assert!(raised(&raised_by).is_empty());
     assert_eq!(
         count(&app.db, "SELECT COUNT(*) FROM readings").await,
         7,
@@ -379,7 +371,7 @@ async fn late_readings_resets_and_conflicts_follow_the_peak_rule(backend: Backen
         process(vec![msg(-600, 50.0), msg(-590, 60.0), msg(80, 3.3)]).await,
         [Verdict::Stored, Verdict::Stored, Verdict::Stored]
     );
-    let mut late = raised(&mut rx);
+    let mut late = raised(&raised_by);
     late.sort();
     assert_eq!(late, [(-600, -590), (70, 80)]);
 
@@ -401,9 +393,7 @@ async fn two_server_instances_raise_each_peak_exactly_once() {
     let mut config = server::Config::for_database(first.database_url.clone());
     config.amqp_url = Some(amqp_url());
     config.topology = topology.clone();
-    let (_, _, second) = start(config).await;
-    let mut rx_first = first.metering.alerts.subscribe();
-    let mut rx_second = second.alerts.subscribe();
+    let (_, _, second, _) = start(config).await;
 
     let max = 5.0;
     let devices = create_devices(&first.db, 20, max).await;
@@ -418,11 +408,7 @@ async fn two_server_instances_raise_each_peak_exactly_once() {
 
     let alerts = stored_alerts(&first.db).await;
     assert_eq!(alerts, expected);
-    let mut notified: Vec<_> = collect_alerts(&mut rx_first)
-        .into_iter()
-        .chain(collect_alerts(&mut rx_second))
-        .map(|a| (a.device_id, a.t1_ms, a.t2_ms))
-        .collect();
+    let mut notified = announced_alerts(&first.db).await;
     let (a, b) = (
         first.metering.metrics.accepted.load(Relaxed),
         second.metrics.accepted.load(Relaxed),
@@ -519,75 +505,6 @@ async fn readings_survive_the_consumer_being_killed_before_it_acks() {
     assert_eq!(stored_alerts(&app.db).await, expected);
     last.kill();
     drop_topology(&topology).await;
-}
-
-/// The server binary, consuming, killed with SIGKILL: nothing is acknowledged on the way out.
-struct ServerProcess {
-    child: std::process::Child,
-    address: String,
-    duplicates: u64,
-}
-
-impl ServerProcess {
-    fn start(database_url: &str, topology: &simulator::Topology, batch: u32) -> Self {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", database_url)
-            .env("AMQP_URL", amqp_url())
-            .env("AMQP_EXCHANGE", &topology.exchange)
-            .env("AMQP_QUEUE", &topology.queue)
-            .env("AMQP_DEAD_LETTER_EXCHANGE", &topology.dead_letter_exchange)
-            .env("AMQP_DEAD_LETTER_QUEUE", &topology.dead_letter_queue)
-            .env("CONSUMER_BATCH_SIZE", batch.to_string())
-            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("server starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let address = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.strip_prefix("Energy Utility Platform listening on ")
-                    .map(str::to_owned)
-            })
-            .expect("the server says where it listens");
-        // Keep draining stdout so the child never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        ServerProcess {
-            child,
-            address,
-            duplicates: 0,
-        }
-    }
-
-    async fn read_metrics(&mut self) {
-        if let Ok(r) = reqwest::get(format!("{}/metrics", self.address)).await {
-            if let Ok(text) = r.text().await {
-                self.duplicates = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("energy_readings_duplicate_total "))
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 #[tokio::test]

@@ -26,6 +26,8 @@ use Expect::*;
 /// Fixtures the matrix rows refer to.
 struct World {
     own_device: String,
+    /// An alert on `own_device`.
+    alert: String,
     spare_device: String,
     client: String,
     spare_client: String,
@@ -38,7 +40,9 @@ impl World {
         let spare_client = app.create_client(admin, "matrix-spare").await;
         let own_device = app.create_device(admin, "Own device", Some(client)).await;
         let spare_device = app.create_device(admin, "Spare device", None).await;
+        let alert = crate::helpers::raise_alert(app, own_device).await;
         World {
+            alert: alert.to_string(),
             own_device: own_device.to_string(),
             spare_device: spare_device.to_string(),
             client: client.to_string(),
@@ -148,6 +152,25 @@ fn matrix(w: &World) -> Vec<Row> {
             "delete_device",
             vec![("id", w.spare_device.clone())],
             [Unauthorized, Forbidden, Allowed],
+        ),
+        // Anonymous visitors get `null`: the header asks on every page.
+        ("get_live_summary", vec![], [Allowed; 3]),
+        ("my_live_devices", vec![], [Unauthorized, Allowed, Allowed]),
+        (
+            "list_live_devices",
+            vec![("owner", s("all"))],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        ("list_alerts", vec![], [Unauthorized, Allowed, Allowed]),
+        (
+            "mark_alert_read",
+            vec![("id", w.alert.clone())],
+            [Unauthorized, Allowed, Allowed],
+        ),
+        (
+            "mark_all_alerts_read",
+            vec![],
+            [Unauthorized, Allowed, Allowed],
         ),
     ]
 }

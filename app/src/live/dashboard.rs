@@ -1,0 +1,429 @@
+//! Device cards with their live state: the client's dashboard and the admins' view of every
+//! device. The server renders the state as of the page load; the socket keeps it current.
+
+use leptos::prelude::*;
+use leptos_router::components::{Form, A};
+use leptos_router::hooks::use_query_map;
+use serde::{Deserialize, Serialize};
+
+use super::state::{use_live, Overlay};
+use super::{ago, format_kw, format_number, stale_after_ms, EpisodeEvent, ReadingEvent};
+use crate::accounts::list_client_options;
+use crate::auth::{Gate, Role};
+use crate::devices::Device;
+use crate::error::AppError;
+use crate::ui::{ErrorBox, Page, Pager};
+
+/// A device with its latest reading and its open alarm episode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceLive {
+    pub device: Device,
+    pub last: Option<ReadingEvent>,
+    pub episode: Option<EpisodeEvent>,
+}
+
+/// Devices' live state and the outbox position it reflects: events up to `seq` are in it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiveDevices<T> {
+    pub seq: i64,
+    pub devices: T,
+}
+
+/// Cards per page in the admins' view.
+pub const LIVE_PER_PAGE: i64 = 24;
+
+/// The signed-in user's own devices with their live state.
+#[server(prefix = "/api", endpoint = "my_live_devices")]
+pub async fn my_live_devices() -> Result<LiveDevices<Vec<DeviceLive>>, AppError> {
+    let user = crate::auth::ssr::current_user().await?;
+    let state = crate::state::state()?;
+    let seq = state.live.seq();
+    let devices = crate::devices::ssr::owned_by(&state.db, user.id).await?;
+    Ok(LiveDevices {
+        seq,
+        devices: super::ssr::with_live_state(&state.db, devices).await?,
+    })
+}
+
+/// Every device (or one client's, or the unassigned ones) with its live state, a page at a time.
+#[server(prefix = "/api", endpoint = "list_live_devices")]
+pub async fn list_live_devices(
+    owner: Option<String>,
+    page: Option<i64>,
+) -> Result<LiveDevices<Page<DeviceLive>>, AppError> {
+    crate::auth::ssr::require_admin().await?;
+    let filter = crate::devices::OwnerFilter::parse(owner.as_deref().unwrap_or(""))?;
+    let state = crate::state::state()?;
+    let seq = state.live.seq();
+    let page =
+        crate::devices::ssr::list_page(&state.db, filter, page.unwrap_or(1), LIVE_PER_PAGE).await?;
+    let items = super::ssr::with_live_state(&state.db, page.items).await?;
+    Ok(LiveDevices {
+        seq,
+        devices: Page {
+            items,
+            total: page.total,
+            page: page.page,
+            per_page: page.per_page,
+        },
+    })
+}
+
+/// The card's state as the badge on it says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CardState {
+    NoData,
+    Normal,
+    Peak,
+    Silent,
+}
+
+impl CardState {
+    pub fn of(live: &DeviceLive, now_ms: i64) -> CardState {
+        match (&live.last, &live.episode) {
+            (None, _) => CardState::NoData,
+            (Some(last), _) if now_ms - last.t_ms > stale_after_ms(last.interval_ms) => {
+                CardState::Silent
+            }
+            (Some(_), Some(_)) => CardState::Peak,
+            (Some(_), None) => CardState::Normal,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            CardState::NoData => "no-data",
+            CardState::Normal => "normal",
+            CardState::Peak => "peak",
+            CardState::Silent => "silent",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            CardState::NoData => "No data yet",
+            CardState::Normal => "Normal",
+            CardState::Peak => "Peak",
+            CardState::Silent => "No recent data",
+        }
+    }
+}
+
+/// The loaded state with what the socket said since (only what is newer).
+pub fn merged(base: &DeviceLive, base_seq: i64, overlay: Option<&Overlay>) -> DeviceLive {
+    let mut live = base.clone();
+    if let Some(overlay) = overlay {
+        if let Some(last) = &overlay.last {
+            if live.last.as_ref().is_none_or(|l| l.t_ms < last.t_ms) {
+                live.last = Some(last.clone());
+            }
+        }
+        if let Some((seq, episode)) = &overlay.episode {
+            if *seq > base_seq {
+                live.episode = episode.clone();
+            }
+        }
+    }
+    live
+}
+
+#[component]
+pub fn DeviceCard(data: DeviceLive, base_seq: i64) -> impl IntoView {
+    let live = use_live();
+    let id = data.device.id;
+    let max_kw = data.device.max_power_kw;
+    let description = data.device.description.clone();
+    let address = data.device.address.clone();
+    let owner = data.device.owner.clone();
+    let base = StoredValue::new(data);
+    let current = Memo::new(move |_| {
+        live.overlays
+            .with(|m| base.with_value(|b| merged(b, base_seq, m.get(&id))))
+    });
+    let state = Memo::new(move |_| CardState::of(&current.read(), live.now.get()));
+    let power = move || current.read().last.as_ref().and_then(|l| l.power_kw);
+    let power_text = move || power().map(format_kw).unwrap_or_else(|| "–".into());
+    // The bar spans one and a half times the maximum; the mark at two thirds is the maximum.
+    let fill = move || {
+        let ratio = power().unwrap_or(0.0) / (1.5 * max_kw);
+        format!("{:.1}%", (ratio * 100.0).clamp(0.0, 100.0))
+    };
+    let level = move || match power() {
+        Some(p) if p > max_kw => "over",
+        Some(p) if p > 0.8 * max_kw => "high",
+        _ => "ok",
+    };
+    let reading = move || match &current.read().last {
+        Some(l) => format!(
+            "Register {} kWh · {}",
+            format_number(l.energy_kwh, 2),
+            ago(live.now.get(), l.t_ms)
+        ),
+        None => "No reading yet".into(),
+    };
+    let reading_at = move || {
+        current
+            .read()
+            .last
+            .as_ref()
+            .and_then(|l| chrono::DateTime::from_timestamp_millis(l.t_ms))
+            .map(|t| t.to_rfc3339())
+    };
+    let episode = move || {
+        current.read().episode.as_ref().map(|e| {
+            let minutes = ((e.last_ms - e.started_ms) / 60_000).max(1);
+            format!(
+                "Above the maximum for {minutes} min · {} interval{} · highest {}",
+                e.peaks,
+                if e.peaks == 1 { "" } else { "s" },
+                format_kw(e.max_power_kw)
+            )
+        })
+    };
+    view! {
+        <li class="card device-card" data-state=move || state.get().name() data-testid="device-card" data-device=id.to_string()>
+            <div class="card-head">
+                <h2>{description}</h2>
+                <span class="pill" data-state=move || state.get().name() data-testid="device-state">
+                    {move || state.get().label()}
+                </span>
+            </div>
+            <p class="address">{address}</p>
+            {owner.map(|o| view! { <p class="small muted">"Client: " {o.display_name} " (" {o.username} ")"</p> })}
+            <p class="power">
+                <span class="value" data-testid="power">{power_text}</span>
+                <span class="muted">" now · max " {format_kw(max_kw)}</span>
+            </p>
+            <div
+                class="gauge"
+                data-level=level
+                role="meter"
+                aria-label="Power against the maximum"
+                aria-valuemin="0"
+                aria-valuemax=format!("{:.3}", 1.5 * max_kw)
+                aria-valuenow=move || format!("{:.3}", power().unwrap_or(0.0))
+            >
+                <span class="fill" style:width=fill></span>
+                <span class="limit"></span>
+            </div>
+            <p class="small muted">
+                <time datetime=reading_at data-testid="last-reading">{reading}</time>
+            </p>
+            <p class="episode" data-testid="episode" hidden=move || episode().is_none()>
+                {move || episode().unwrap_or_default()}
+            </p>
+            <p class="muted small">"Meter id " <code class="uuid">{id.to_string()}</code></p>
+        </li>
+    }
+}
+
+/// Cards for `devices`, or `empty` when there are none.
+fn cards(devices: Vec<DeviceLive>, seq: i64) -> impl IntoView {
+    view! {
+        <ul class="device-cards" data-testid="my-devices">
+            {devices
+                .into_iter()
+                .map(|data| view! { <DeviceCard data base_seq=seq/> })
+                .collect_view()}
+        </ul>
+    }
+}
+
+#[component]
+pub fn DashboardPage() -> impl IntoView {
+    view! {
+        <Gate role=Role::Client>
+            <MyDevices/>
+        </Gate>
+    }
+}
+
+#[component]
+fn MyDevices() -> impl IntoView {
+    let live = use_live();
+    let devices = Resource::new(move || live.devices_version.get(), |_| my_live_devices());
+    view! {
+        <div class="page-head">
+            <h1>"My devices"</h1>
+        </div>
+        <Transition fallback=|| view! { <p class="loading">"Loading your devices…"</p> }>
+            {move || Suspend::new(async move {
+                match devices.await {
+                    Ok(list) if list.devices.is_empty() => {
+                        view! {
+                            <p class="empty" data-testid="no-devices">
+                                "No devices are assigned to your account yet. Your utility will add them."
+                            </p>
+                        }
+                            .into_any()
+                    }
+                    Ok(list) => cards(list.devices, list.seq).into_any(),
+                    Err(error) => view! { <ErrorBox error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+pub fn AdminLivePage() -> impl IntoView {
+    view! {
+        <Gate role=Role::Admin>
+            <AllDevices/>
+        </Gate>
+    }
+}
+
+#[component]
+fn AllDevices() -> impl IntoView {
+    let live = use_live();
+    let query = use_query_map();
+    let owner = Memo::new(move |_| query.read().get("owner").unwrap_or_else(|| "all".into()));
+    let page = Memo::new(move |_| {
+        query
+            .read()
+            .get("page")
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or(1)
+    });
+    let devices = Resource::new(
+        move || (owner.get(), page.get(), live.devices_version.get()),
+        |(owner, page, _)| list_live_devices(Some(owner), Some(page)),
+    );
+    let clients = Resource::new(|| (), |_| list_client_options());
+    view! {
+        <div class="page-head">
+            <h1>"Live"</h1>
+        </div>
+        <div class="toolbar">
+            <Form method="GET" action="">
+                <label for="live-owner" class="inline">"Show"</label>
+                <select id="live-owner" name="owner">
+                    <option value="all" selected=move || owner.get() == "all">"All devices"</option>
+                    <option value="unassigned" selected=move || owner.get() == "unassigned">
+                        "Unassigned"
+                    </option>
+                    <Transition>
+                        {move || Suspend::new(async move {
+                            clients
+                                .await
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|c| {
+                                    let id = c.id.to_string();
+                                    let selected = owner.get_untracked() == id;
+                                    view! { <option value=id selected=selected>{c.label}</option> }
+                                })
+                                .collect_view()
+                        })}
+                    </Transition>
+                </select>
+                <button type="submit">"Filter"</button>
+            </Form>
+        </div>
+        <Transition fallback=|| view! { <p class="loading">"Loading devices…"</p> }>
+            {move || Suspend::new(async move {
+                match devices.await {
+                    Ok(list) if list.devices.items.is_empty() => {
+                        view! { <p class="empty">"No devices match this filter."</p> }.into_any()
+                    }
+                    Ok(list) => {
+                        let (pages, total, current) =
+                            (list.devices.pages(), list.devices.total, list.devices.page);
+                        let owner = owner.get_untracked();
+                        let href = move |p: i64| format!("/admin/live?owner={owner}&page={p}");
+                        view! {
+                            {cards(list.devices.items, list.seq)}
+                            <Pager page=current pages total href/>
+                        }
+                            .into_any()
+                    }
+                    Err(error) => view! { <ErrorBox error/> }.into_any(),
+                }
+            })}
+        </Transition>
+        <p class="muted small">
+            "See also the " <A href="/alerts">"alert centre"</A> "."
+        </p>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    fn device_live(last_t: Option<i64>, interval_ms: Option<i64>, episode: bool) -> DeviceLive {
+        let id = Uuid::nil();
+        DeviceLive {
+            device: Device {
+                id,
+                description: "Pump".into(),
+                address: "Street 1".into(),
+                max_power_kw: 4.5,
+                owner: None,
+                created_at: Utc::now(),
+            },
+            last: last_t.map(|t_ms| ReadingEvent {
+                device_id: id,
+                t_ms,
+                energy_kwh: 10.0,
+                power_kw: Some(1.0),
+                interval_ms,
+            }),
+            episode: episode.then(|| EpisodeEvent {
+                id,
+                device_id: id,
+                device: "Pump".into(),
+                started_ms: 0,
+                last_ms: 0,
+                peaks: 1,
+                max_power_kw: 9.0,
+                limit_kw: 4.5,
+                ended_ms: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_card_says_normal_peak_silent_or_no_data() {
+        let ten_min = 600_000;
+        assert_eq!(
+            CardState::of(&device_live(None, None, false), 0),
+            CardState::NoData
+        );
+        assert_eq!(
+            CardState::of(&device_live(Some(0), Some(ten_min), false), 29 * 60_000),
+            CardState::Normal
+        );
+        assert_eq!(
+            CardState::of(&device_live(Some(0), Some(ten_min), true), 60_000),
+            CardState::Peak
+        );
+        // Three intervals without a reading: silent, even during an episode.
+        assert_eq!(
+            CardState::of(&device_live(Some(0), Some(ten_min), true), 31 * 60_000),
+            CardState::Silent
+        );
+    }
+
+    #[test]
+    fn only_newer_live_changes_win() {
+        let base = device_live(Some(1_000), None, true);
+        let mut overlay = Overlay {
+            last: device_live(Some(500), None, false).last,
+            episode: Some((5, None)),
+        };
+        // An older reading and an episode change the loaded state already has (seq 5 <= 7).
+        let m = merged(&base, 7, Some(&overlay));
+        assert_eq!(m.last.as_ref().map(|l| l.t_ms), Some(1_000));
+        assert!(m.episode.is_some());
+        // Newer ones replace it.
+        overlay.last = device_live(Some(2_000), None, false).last;
+        overlay.episode = Some((8, None));
+        let m = merged(&base, 7, Some(&overlay));
+        assert_eq!(m.last.as_ref().map(|l| l.t_ms), Some(2_000));
+        assert!(m.episode.is_none());
+    }
+}
