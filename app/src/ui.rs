@@ -163,16 +163,13 @@ impl<T> Page<T> {
     }
 }
 
-/// Previous / next links for a paged list; `href` builds the link for a page number.
+/// Previous / next links for a paged list; `href` is the link to page 1 with `{page}` where the
+/// number goes (one shape of component for every list, not one per list).
 #[component]
-pub fn Pager(
-    page: i64,
-    pages: i64,
-    total: i64,
-    href: impl Fn(i64) -> String + Send + Sync + 'static,
-) -> impl IntoView {
-    let prev = (page > 1).then(|| href(page - 1));
-    let next = (page < pages).then(|| href(page + 1));
+pub fn Pager(page: i64, pages: i64, total: i64, href: String) -> impl IntoView {
+    let link = |p: i64| href.replace("{page}", &p.to_string());
+    let prev = (page > 1).then(|| link(page - 1));
+    let next = (page < pages).then(|| link(page + 1));
     view! {
         <nav class="pager" aria-label="Pages">
             {prev.map(|h| view! { <A href=h>"← Previous"</A> })}

@@ -124,9 +124,7 @@ impl SessionStore for DbSessionStore {
             None => None,
         };
         if let Some(user) = user {
-            let ended = LiveEvent::SessionEnded {
-                session: Some(session_hash(&id)),
-            };
+            let ended = LiveEvent::SessionEnded(Some(session_hash(&id)));
             append(&txn, &[Outgoing::private(user, ended)])
                 .await
                 .map_err(backend)?;

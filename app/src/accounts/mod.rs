@@ -1,7 +1,6 @@
 //! Accounts: admins manage client (and admin) accounts. Wire types and server functions; the
 //! pages are in `pages`, the queries in `ssr`.
 
-use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -25,7 +24,8 @@ pub struct Account {
     pub username: String,
     pub display_name: String,
     pub role: Role,
-    pub created_at: DateTime<Utc>,
+    /// When it was created: RFC 3339, UTC (`2026-12-01T14:05:00Z`).
+    pub created_at: String,
     pub device_count: i64,
 }
 

@@ -81,12 +81,10 @@ fn AccountList() -> impl IntoView {
                     Ok(list) => {
                         let (pages, total, current) = (list.pages(), list.total, list.page);
                         let (q, role) = (q.get_untracked(), role.get_untracked());
-                        let href = move |p: i64| {
-                            format!(
-                                "/admin/accounts?role={role}&q={}&page={p}",
-                                encode_component(&q),
-                            )
-                        };
+                        let href = format!(
+                            "/admin/accounts?role={role}&q={}&page={{page}}",
+                            encode_component(&q),
+                        );
                         view! {
                             <AccountTable accounts=list.items/>
                             <Pager page=current pages total href/>
@@ -124,7 +122,7 @@ fn AccountTable(accounts: Vec<Account>) -> impl IntoView {
                                 <td>{a.display_name}</td>
                                 <td><span class="badge">{a.role.as_str()}</span></td>
                                 <td class="num">{a.device_count}</td>
-                                <td>{a.created_at.format("%Y-%m-%d").to_string()}</td>
+                                <td>{a.created_at.get(..10).unwrap_or_default().to_string()}</td>
                             </tr>
                         }
                     })
@@ -242,7 +240,7 @@ fn AccountEditor(account: Account, update: ServerAction<UpdateAccount>) -> impl 
                     {account.device_count} " · " <A href=devices_href>"View devices"</A>
                 </dd>
                 <dt>"Created"</dt>
-                <dd>{account.created_at.format("%Y-%m-%d %H:%M UTC").to_string()}</dd>
+                <dd>{crate::time::minute_utc(&account.created_at)}</dd>
             </dl>
         </section>
         <section class="card">

@@ -63,7 +63,7 @@ fn to_account(user: users::Model, device_count: i64) -> Account {
         role: Role::parse(&user.role).unwrap_or(Role::Client),
         username: user.username,
         display_name: user.display_name,
-        created_at: user.created_at,
+        created_at: crate::time::rfc3339(user.created_at),
         device_count,
     }
 }

@@ -276,7 +276,7 @@ pub async fn end_sessions_of<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Resul
         db,
         &[crate::live::ssr::Outgoing::private(
             user_id,
-            crate::live::LiveEvent::SessionEnded { session: None },
+            crate::live::LiveEvent::SessionEnded(None),
         )],
     )
     .await?;

@@ -1,6 +1,5 @@
 //! Metered devices: admins create, edit, assign and delete them; clients see their own.
 
-use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -12,7 +11,7 @@ mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
-pub use pages::{DevicePage, DevicesPage, NewDevicePage};
+pub use pages::{DevicePage, DevicesPage, NewDevicePage, OwnerFilterForm};
 
 /// Rows per page in the device list.
 pub const PER_PAGE: i64 = 25;
@@ -32,7 +31,8 @@ pub struct Device {
     pub address: String,
     pub max_power_kw: f64,
     pub owner: Option<Owner>,
-    pub created_at: DateTime<Utc>,
+    /// When it was created: RFC 3339, UTC (`2026-12-01T14:05:00Z`).
+    pub created_at: String,
 }
 
 /// Which devices the admin list shows.

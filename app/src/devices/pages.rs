@@ -42,7 +42,6 @@ fn DeviceList() -> impl IntoView {
         move || (owner.get(), page.get()),
         |(owner, page)| list_devices(Some(owner), Some(page)),
     );
-    let clients = Resource::new(|| (), |_| list_client_options());
     view! {
         <div class="page-head">
             <h1>"Devices"</h1>
@@ -52,32 +51,7 @@ fn DeviceList() -> impl IntoView {
             <p class="notice" role="status">"Device deleted."</p>
         </Show>
         <div class="toolbar">
-            <Form method="GET" action="">
-                <label for="owner-filter" class="inline">"Show"</label>
-                <select id="owner-filter" name="owner">
-                    <option value="all" selected=move || owner.get() == "all">"All devices"</option>
-                    <option value="unassigned" selected=move || owner.get() == "unassigned">
-                        "Unassigned"
-                    </option>
-                    <Transition>
-                        {move || Suspend::new(async move {
-                            clients
-                                .await
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|c| {
-                                    let id = c.id.to_string();
-                                    let selected = owner.get_untracked() == id;
-                                    view! {
-                                        <option value=id selected=selected>{c.label}</option>
-                                    }
-                                })
-                                .collect_view()
-                        })}
-                    </Transition>
-                </select>
-                <button type="submit">"Filter"</button>
-            </Form>
+            <OwnerFilterForm owner/>
         </div>
         <Transition fallback=|| view! { <p class="loading">"Loading devices…"</p> }>
             {move || Suspend::new(async move {
@@ -93,7 +67,7 @@ fn DeviceList() -> impl IntoView {
                     Ok(list) => {
                         let (pages, total, current) = (list.pages(), list.total, list.page);
                         let owner = owner.get_untracked();
-                        let href = move |p: i64| format!("/admin/devices?owner={owner}&page={p}");
+                        let href = format!("/admin/devices?owner={owner}&page={{page}}");
                         view! {
                             <DeviceTable devices=list.items/>
                             <Pager page=current pages total href/>
@@ -104,6 +78,38 @@ fn DeviceList() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// "Show: all devices / unassigned / a client's", submitted as `?owner=` to this page.
+#[component]
+pub fn OwnerFilterForm(owner: Memo<String>) -> impl IntoView {
+    let clients = Resource::new(|| (), |_| list_client_options());
+    view! {
+        <Form method="GET" action="">
+            <label for="owner-filter" class="inline">"Show"</label>
+            <select id="owner-filter" name="owner">
+                <option value="all" selected=move || owner.get() == "all">"All devices"</option>
+                <option value="unassigned" selected=move || owner.get() == "unassigned">
+                    "Unassigned"
+                </option>
+                <Transition>
+                    {move || Suspend::new(async move {
+                        clients
+                            .await
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|c| {
+                                let id = c.id.to_string();
+                                let selected = owner.get_untracked() == id;
+                                view! { <option value=id selected=selected>{c.label}</option> }
+                            })
+                            .collect_view()
+                    })}
+                </Transition>
+            </select>
+            <button type="submit">"Filter"</button>
+        </Form>
     }
 }
 
@@ -314,7 +320,7 @@ fn DeviceEditor(
                 <dt>"Client"</dt>
                 <dd data-testid="device-owner">{owner_view}</dd>
                 <dt>"Created"</dt>
-                <dd>{device.created_at.format("%Y-%m-%d %H:%M UTC").to_string()}</dd>
+                <dd>{crate::time::minute_utc(&device.created_at)}</dd>
             </dl>
         </section>
         <section class="card">

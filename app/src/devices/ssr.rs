@@ -26,7 +26,7 @@ fn to_device(device: devices::Model, owner: Option<users::Model>) -> Device {
             username: u.username,
             display_name: u.display_name,
         }),
-        created_at: device.created_at,
+        created_at: crate::time::rfc3339(device.created_at),
     }
 }
 

@@ -2,7 +2,6 @@
 //! the server and shared by the user's tabs.
 
 use leptos::prelude::*;
-use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -11,7 +10,7 @@ use super::format_kw;
 use super::state::use_live;
 use crate::auth::{use_auth, Gate, Role};
 use crate::error::AppError;
-use crate::ui::{ErrorBox, FormMessage, Page, Pager};
+use crate::ui::{ErrorBox, FormMessage, Pager};
 
 /// Alerts per page.
 pub const ALERTS_PER_PAGE: i64 = 25;
@@ -31,15 +30,23 @@ pub struct AlertRow {
     pub created_ms: i64,
     pub episode_id: Option<Uuid>,
     pub read: bool,
+    /// When the peak interval was, in the viewer's time zone.
+    pub when: String,
 }
 
-/// A page of alerts with the times written in the viewer's time zone.
+/// A page of alerts, with the time zone their times are written in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertList {
-    pub page: Page<AlertRow>,
-    /// Per row: when the peak interval was, in the viewer's zone.
-    pub intervals: Vec<String>,
+    pub items: Vec<AlertRow>,
+    pub total: i64,
+    pub page: i64,
     pub time_zone: String,
+}
+
+impl AlertList {
+    pub fn pages(&self) -> i64 {
+        ((self.total + ALERTS_PER_PAGE - 1) / ALERTS_PER_PAGE).max(1)
+    }
 }
 
 #[server(prefix = "/api", endpoint = "list_alerts")]
@@ -58,65 +65,49 @@ pub async fn list_alerts(page: Option<i64>, unread: Option<bool>) -> Result<Aler
     )
     .await?;
     let zone = crate::time::viewer_zone().await;
-    let intervals = items
-        .iter()
-        .map(|a| crate::time::span(a.t1_ms, a.t2_ms, zone))
+    let items = items
+        .into_iter()
+        .map(|a| AlertRow {
+            when: crate::time::span(a.t1_ms, a.t2_ms, zone),
+            ..a
+        })
         .collect();
     Ok(AlertList {
-        page: Page {
-            items,
-            total,
-            page,
-            per_page: ALERTS_PER_PAGE,
-        },
-        intervals,
+        items,
+        total,
+        page,
         time_zone: zone.name().to_owned(),
     })
 }
 
-/// Marks one alert read; answers the new unread count.
-#[server(prefix = "/api", endpoint = "mark_alert_read")]
-pub async fn mark_alert_read(id: String) -> Result<i64, AppError> {
+/// Marks one alert read (`id`), or all of them (no `id`); answers the new unread count.
+#[server(prefix = "/api", endpoint = "mark_alerts_read")]
+pub async fn mark_alerts_read(id: Option<String>) -> Result<i64, AppError> {
     let user = crate::auth::ssr::current_user().await?;
-    let id = crate::validate::uuid(&id, "id")?;
+    let id = match id.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+        Some(id) => Some(crate::validate::uuid(id, "id")?),
+        None => None,
+    };
     let state = crate::state::state()?;
     let txn = crate::sql::begin_write(&state.db).await?;
     // The lock before the count: an alert committed after it is numbered after this event.
     super::ssr::lock_sequence(&txn).await?;
-    if !super::ssr::mark_read(&txn, &user, id).await? {
-        return Err(AppError::NotFound);
-    }
-    let unread = super::ssr::unread_count(&txn, &user).await?;
-    let event = super::AlertsRead {
-        ids: vec![id],
-        through_seq: None,
-        unread,
+    let (ids, through_seq) = match id {
+        Some(id) => {
+            if !super::ssr::mark_read(&txn, &user, id).await? {
+                return Err(AppError::NotFound);
+            }
+            (vec![id], None)
+        }
+        None => (
+            Vec::new(),
+            Some(super::ssr::mark_all_read(&txn, &user).await?),
+        ),
     };
-    super::ssr::append(
-        &txn,
-        &[super::ssr::Outgoing::private(
-            user.id,
-            super::LiveEvent::AlertsRead(event),
-        )],
-    )
-    .await?;
-    txn.commit().await?;
-    state.live.wake();
-    Ok(unread)
-}
-
-/// Marks every alert the user can see as read; answers the new unread count (0).
-#[server(prefix = "/api", endpoint = "mark_all_alerts_read")]
-pub async fn mark_all_alerts_read() -> Result<i64, AppError> {
-    let user = crate::auth::ssr::current_user().await?;
-    let state = crate::state::state()?;
-    let txn = crate::sql::begin_write(&state.db).await?;
-    super::ssr::lock_sequence(&txn).await?;
-    let through = super::ssr::mark_all_read(&txn, &user).await?;
     let unread = super::ssr::unread_count(&txn, &user).await?;
     let event = super::AlertsRead {
-        ids: Vec::new(),
-        through_seq: Some(through),
+        ids,
+        through_seq,
         unread,
     };
     super::ssr::append(
@@ -154,8 +145,7 @@ fn AlertCentre() -> impl IntoView {
             .unwrap_or(1)
     });
     let unread_only = Memo::new(move |_| query.read().get("show").as_deref() == Some("unread"));
-    let mark = ServerAction::<MarkAlertRead>::new();
-    let mark_all = ServerAction::<MarkAllAlertsRead>::new();
+    let mark = ServerAction::<MarkAlertsRead>::new();
     let alerts = Resource::new(
         move || {
             (
@@ -163,131 +153,112 @@ fn AlertCentre() -> impl IntoView {
                 unread_only.get(),
                 live.alerts_version.get(),
                 mark.version().get(),
-                mark_all.version().get(),
             )
         },
         |(page, unread, ..)| list_alerts(Some(page), Some(unread)),
     );
     // The badge follows this tab's own marking at once, the other tabs through the socket.
     Effect::new(move |_| {
-        if let Some(Ok(unread)) = mark.value().get().or_else(|| mark_all.value().get()) {
+        if let Some(Ok(unread)) = mark.value().get() {
             live.unread.set(Some(unread));
         }
     });
-    let error = Signal::derive(move || {
-        mark.value()
-            .get()
-            .and_then(Result::err)
-            .or_else(|| mark_all.value().get().and_then(Result::err))
-    });
+    let error = Signal::derive(move || mark.value().get().and_then(Result::err));
     let is_admin =
         move || matches!(auth.user.get(), Some(Ok(Some(ref u))) if u.role == Role::Admin);
-    let tab = move |unread: bool, label: &'static str| {
-        let href = if unread {
-            "/alerts?show=unread"
+    let tab_class = move |unread: bool| {
+        if unread_only.get() == unread {
+            "tab active"
         } else {
-            "/alerts"
-        };
-        view! {
-            <A href=href attr:class=move || if unread_only.get() == unread { "tab active" } else { "tab" }>
-                {label}
-            </A>
+            "tab"
         }
     };
+    // One form for every button: "Mark read" on a row submits its id, "Mark all read" none.
     view! {
         <div class="page-head">
             <h1>"Alerts"</h1>
-            <ActionForm action=mark_all>
-                <button type="submit" data-testid="mark-all-read">"Mark all read"</button>
-            </ActionForm>
+            <button type="submit" form="alerts-form" data-testid="mark-all-read">
+                "Mark all read"
+            </button>
         </div>
         <div class="toolbar">
             <nav class="tabs" aria-label="Which alerts">
-                {tab(false, "All")}
-                {tab(true, "Unread")}
+                <a href="/alerts" class=move || tab_class(false)>"All"</a>
+                <a href="/alerts?show=unread" class=move || tab_class(true)>"Unread"</a>
             </nav>
         </div>
         <FormMessage error/>
-        <Transition fallback=|| view! { <p class="loading">"Loading alerts…"</p> }>
-            {move || Suspend::new(async move {
-                match alerts.await {
-                    Ok(list) if list.page.items.is_empty() => {
-                        let text = if list.page.total > 0 {
-                            "There is nothing on this page: go back to the first page."
-                        } else if unread_only.get_untracked() {
-                            "No unread alerts."
-                        } else {
-                            "No alerts yet. When a device draws more than its maximum, it shows here."
-                        };
-                        view! { <p class="empty" data-testid="no-alerts">{text}</p> }.into_any()
-                    }
-                    Ok(list) => {
-                        let (pages, total, current) =
-                            (list.page.pages(), list.page.total, list.page.page);
-                        let show = if unread_only.get_untracked() { "unread" } else { "all" };
-                        let href = move |p: i64| format!("/alerts?show={show}&page={p}");
-                        let admin = is_admin();
-                        view! {
-                            <table class="list alerts" data-testid="alerts-table">
-                                <thead>
-                                    <tr>
-                                        <th>{format!("When ({})", list.time_zone)}</th>
-                                        <th>"Device"</th>
-                                        {admin.then(|| view! { <th>"Client"</th> })}
-                                        <th class="num">"Power"</th>
-                                        <th class="num">"Limit"</th>
-                                        <th>"Status"</th>
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                    {list
-                                        .page
-                                        .items
-                                        .into_iter()
-                                        .zip(list.intervals)
-                                        .map(|(a, when)| view! { <AlertLine alert=a when admin mark/> })
-                                        .collect_view()}
-                                </tbody>
-                            </table>
-                            <Pager page=current pages total href/>
+        <ActionForm action=mark attr:id="alerts-form">
+            <Transition fallback=|| view! { <p class="loading">"Loading alerts…"</p> }>
+                {move || Suspend::new(async move {
+                    match alerts.await {
+                        Ok(list) => {
+                            let empty = if list.total > 0 {
+                                "There is nothing on this page: go back to the first page."
+                            } else if unread_only.get_untracked() {
+                                "No unread alerts."
+                            } else {
+                                "No alerts yet. When a device draws more than its maximum, it shows here."
+                            };
+                            let show = if unread_only.get_untracked() { "unread" } else { "all" };
+                            let href = format!("/alerts?show={show}&page={{page}}");
+                            let admin = is_admin();
+                            let none = list.items.is_empty();
+                            let (page, pages, total) = (list.page, list.pages(), list.total);
+                            view! {
+                                <p class="empty" data-testid="no-alerts" hidden=!none>{empty}</p>
+                                <table class="list alerts" data-testid="alerts-table" hidden=none>
+                                    <thead>
+                                        <tr>
+                                            <th>{format!("When ({})", list.time_zone)}</th>
+                                            <th>"Device"</th>
+                                            {admin.then(|| view! { <th>"Client"</th> })}
+                                            <th class="num">"Power"</th>
+                                            <th class="num">"Limit"</th>
+                                            <th>"Status"</th>
+                                        </tr>
+                                    </thead>
+                                    <tbody>
+                                        {list
+                                            .items
+                                            .into_iter()
+                                            .map(|alert| alert_line(alert, admin))
+                                            .collect_view()}
+                                    </tbody>
+                                </table>
+                                <Pager page pages total href/>
+                            }
+                                .into_any()
                         }
-                            .into_any()
+                        Err(error) => view! { <ErrorBox error/> }.into_any(),
                     }
-                    Err(error) => view! { <ErrorBox error/> }.into_any(),
-                }
-            })}
-        </Transition>
+                })}
+            </Transition>
+        </ActionForm>
     }
 }
 
-#[component]
-fn AlertLine(
-    alert: AlertRow,
-    when: String,
-    admin: bool,
-    mark: ServerAction<MarkAlertRead>,
-) -> impl IntoView {
-    let id = alert.id.to_string();
+fn alert_line(alert: AlertRow, admin: bool) -> impl IntoView {
     let owner = alert.owner.unwrap_or_else(|| "Unassigned".into());
+    let status = if alert.read {
+        None
+    } else {
+        Some(view! {
+            <button type="submit" name="id" value=alert.id.to_string() class="small">
+                "Mark read"
+            </button>
+        })
+    };
     view! {
         <tr class:unread=!alert.read data-testid="alert-row">
-            <td data-label="When">{when}</td>
+            <td data-label="When">{alert.when}</td>
             <td data-label="Device">{alert.device}</td>
             {admin.then(|| view! { <td data-label="Client">{owner}</td> })}
             <td class="num" data-label="Power"><strong>{format_kw(alert.power_kw)}</strong></td>
             <td class="num" data-label="Limit">{format_kw(alert.max_power_kw)}</td>
             <td data-label="Status">
-                {if alert.read {
-                    view! { <span class="muted">"Read"</span> }.into_any()
-                } else {
-                    view! {
-                        <ActionForm action=mark attr:class="inline">
-                            <input type="hidden" name="id" value=id/>
-                            <button type="submit" class="small">"Mark read"</button>
-                        </ActionForm>
-                    }
-                        .into_any()
-                }}
+                <span class="muted" hidden=!alert.read>"Read"</span>
+                {status}
             </td>
         </tr>
     }

@@ -2,15 +2,13 @@
 //! device. The server renders the state as of the page load; the socket keeps it current.
 
 use leptos::prelude::*;
-use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
 use super::state::{use_live, Overlay};
 use super::{ago, format_kw, format_number, stale_after_ms, EpisodeEvent, ReadingEvent};
-use crate::accounts::list_client_options;
 use crate::auth::{Gate, Role};
-use crate::devices::Device;
+use crate::devices::{Device, OwnerFilterForm};
 use crate::error::AppError;
 use crate::ui::{ErrorBox, Page, Pager};
 
@@ -22,37 +20,31 @@ pub struct DeviceLive {
     pub episode: Option<EpisodeEvent>,
 }
 
-/// Devices' live state and the outbox position it reflects: events up to `seq` are in it.
+/// A page of devices with their live state, and the outbox position it reflects: events up to
+/// `seq` are in it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LiveDevices<T> {
+pub struct LiveDevices {
     pub seq: i64,
-    pub devices: T,
+    pub devices: Page<DeviceLive>,
 }
 
 /// Cards per page in the admins' view.
 pub const LIVE_PER_PAGE: i64 = 24;
 
-/// The signed-in user's own devices with their live state.
-#[server(prefix = "/api", endpoint = "my_live_devices")]
-pub async fn my_live_devices() -> Result<LiveDevices<Vec<DeviceLive>>, AppError> {
-    let user = crate::auth::ssr::current_user().await?;
-    let state = crate::state::state()?;
-    let seq = state.live.seq();
-    let devices = crate::devices::ssr::owned_by(&state.db, user.id).await?;
-    Ok(LiveDevices {
-        seq,
-        devices: super::ssr::with_live_state(&state.db, devices).await?,
-    })
-}
-
-/// Every device (or one client's, or the unassigned ones) with its live state, a page at a time.
+/// Devices with their live state, a page at a time: a client's own (`owner` is ignored), or
+/// for an admin every device, the unassigned ones, or one client's.
 #[server(prefix = "/api", endpoint = "list_live_devices")]
 pub async fn list_live_devices(
     owner: Option<String>,
     page: Option<i64>,
-) -> Result<LiveDevices<Page<DeviceLive>>, AppError> {
-    crate::auth::ssr::require_admin().await?;
-    let filter = crate::devices::OwnerFilter::parse(owner.as_deref().unwrap_or(""))?;
+) -> Result<LiveDevices, AppError> {
+    let user = crate::auth::ssr::current_user().await?;
+    let filter = match user.role {
+        crate::auth::Role::Admin => {
+            crate::devices::OwnerFilter::parse(owner.as_deref().unwrap_or(""))?
+        }
+        crate::auth::Role::Client => crate::devices::OwnerFilter::Client(user.id),
+    };
     let state = crate::state::state()?;
     let seq = state.live.seq();
     let page =
@@ -127,14 +119,15 @@ pub fn merged(base: &DeviceLive, base_seq: i64, overlay: Option<&Overlay>) -> De
     live
 }
 
+/// One device's card; `show_owner` for admins, who see every client's devices.
 #[component]
-pub fn DeviceCard(data: DeviceLive, base_seq: i64) -> impl IntoView {
+pub fn DeviceCard(data: DeviceLive, base_seq: i64, show_owner: bool) -> impl IntoView {
     let live = use_live();
     let id = data.device.id;
     let max_kw = data.device.max_power_kw;
     let description = data.device.description.clone();
     let address = data.device.address.clone();
-    let owner = data.device.owner.clone();
+    let owner = data.device.owner.clone().filter(|_| show_owner);
     let base = StoredValue::new(data);
     let current = Memo::new(move |_| {
         live.overlays
@@ -160,14 +153,6 @@ pub fn DeviceCard(data: DeviceLive, base_seq: i64) -> impl IntoView {
             ago(live.now.get(), l.t_ms)
         ),
         None => "No reading yet".into(),
-    };
-    let reading_at = move || {
-        current
-            .read()
-            .last
-            .as_ref()
-            .and_then(|l| chrono::DateTime::from_timestamp_millis(l.t_ms))
-            .map(|t| t.to_rfc3339())
     };
     let episode = move || {
         current.read().episode.as_ref().map(|e| {
@@ -207,7 +192,7 @@ pub fn DeviceCard(data: DeviceLive, base_seq: i64) -> impl IntoView {
                 <span class="limit"></span>
             </div>
             <p class="small muted">
-                <time datetime=reading_at data-testid="last-reading">{reading}</time>
+                <span data-testid="last-reading">{reading}</span>
             </p>
             <p class="episode" data-testid="episode" hidden=move || episode().is_none()>
                 {move || episode().unwrap_or_default()}
@@ -217,65 +202,41 @@ pub fn DeviceCard(data: DeviceLive, base_seq: i64) -> impl IntoView {
     }
 }
 
-/// Cards for `devices`, or `empty` when there are none.
-fn cards(devices: Vec<DeviceLive>, seq: i64) -> impl IntoView {
+/// Cards for `devices`, their state as of outbox position `seq`.
+fn cards(devices: Vec<DeviceLive>, seq: i64, show_owner: bool) -> impl IntoView {
     view! {
         <ul class="device-cards" data-testid="my-devices">
             {devices
                 .into_iter()
-                .map(|data| view! { <DeviceCard data base_seq=seq/> })
+                .map(|data| view! { <DeviceCard data base_seq=seq show_owner/> })
                 .collect_view()}
         </ul>
     }
 }
 
+/// The client's "My devices".
 #[component]
 pub fn DashboardPage() -> impl IntoView {
     view! {
         <Gate role=Role::Client>
-            <MyDevices/>
+            <LiveDevicesView admin=false/>
         </Gate>
     }
 }
 
-#[component]
-fn MyDevices() -> impl IntoView {
-    let live = use_live();
-    let devices = Resource::new(move || live.devices_version.get(), |_| my_live_devices());
-    view! {
-        <div class="page-head">
-            <h1>"My devices"</h1>
-        </div>
-        <Transition fallback=|| view! { <p class="loading">"Loading your devices…"</p> }>
-            {move || Suspend::new(async move {
-                match devices.await {
-                    Ok(list) if list.devices.is_empty() => {
-                        view! {
-                            <p class="empty" data-testid="no-devices">
-                                "No devices are assigned to your account yet. Your utility will add them."
-                            </p>
-                        }
-                            .into_any()
-                    }
-                    Ok(list) => cards(list.devices, list.seq).into_any(),
-                    Err(error) => view! { <ErrorBox error/> }.into_any(),
-                }
-            })}
-        </Transition>
-    }
-}
-
+/// The admins' view of every device.
 #[component]
 pub fn AdminLivePage() -> impl IntoView {
     view! {
         <Gate role=Role::Admin>
-            <AllDevices/>
+            <LiveDevicesView admin=true/>
         </Gate>
     }
 }
 
+/// Device cards, a page at a time; admins pick whose.
 #[component]
-fn AllDevices() -> impl IntoView {
+fn LiveDevicesView(admin: bool) -> impl IntoView {
     let live = use_live();
     let query = use_query_map();
     let owner = Memo::new(move |_| query.read().get("owner").unwrap_or_else(|| "all".into()));
@@ -290,51 +251,34 @@ fn AllDevices() -> impl IntoView {
         move || (owner.get(), page.get(), live.devices_version.get()),
         |(owner, page, _)| list_live_devices(Some(owner), Some(page)),
     );
-    let clients = Resource::new(|| (), |_| list_client_options());
+    let (title, base) = if admin {
+        ("Live", "/admin/live")
+    } else {
+        ("My devices", "/dashboard")
+    };
     view! {
         <div class="page-head">
-            <h1>"Live"</h1>
+            <h1>{title}</h1>
         </div>
-        <div class="toolbar">
-            <Form method="GET" action="">
-                <label for="live-owner" class="inline">"Show"</label>
-                <select id="live-owner" name="owner">
-                    <option value="all" selected=move || owner.get() == "all">"All devices"</option>
-                    <option value="unassigned" selected=move || owner.get() == "unassigned">
-                        "Unassigned"
-                    </option>
-                    <Transition>
-                        {move || Suspend::new(async move {
-                            clients
-                                .await
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|c| {
-                                    let id = c.id.to_string();
-                                    let selected = owner.get_untracked() == id;
-                                    view! { <option value=id selected=selected>{c.label}</option> }
-                                })
-                                .collect_view()
-                        })}
-                    </Transition>
-                </select>
-                <button type="submit">"Filter"</button>
-            </Form>
-        </div>
+        {admin.then(|| view! { <div class="toolbar"><OwnerFilterForm owner/></div> })}
         <Transition fallback=|| view! { <p class="loading">"Loading devices…"</p> }>
             {move || Suspend::new(async move {
                 match devices.await {
-                    Ok(list) if list.devices.items.is_empty() => {
-                        view! { <p class="empty">"No devices match this filter."</p> }.into_any()
-                    }
                     Ok(list) => {
-                        let (pages, total, current) =
-                            (list.devices.pages(), list.devices.total, list.devices.page);
+                        let page = list.devices;
+                        let empty = match (admin, page.total) {
+                            (_, total) if total > 0 => "There is nothing on this page: go back to the first page.",
+                            (true, _) => "No devices match this filter.",
+                            (false, _) => "No devices are assigned to your account yet. Your utility will add them.",
+                        };
+                        let none = page.items.is_empty();
                         let owner = owner.get_untracked();
-                        let href = move |p: i64| format!("/admin/live?owner={owner}&page={p}");
+                        let href = format!("{base}?owner={owner}&page={{page}}");
+                        let (pages, total, current) = (page.pages(), page.total, page.page);
                         view! {
-                            {cards(list.devices.items, list.seq)}
-                            <Pager page=current pages total href/>
+                            <p class="empty" data-testid="no-devices" hidden=!none>{empty}</p>
+                            {cards(page.items, list.seq, admin)}
+                            {(pages > 1).then(|| view! { <Pager page=current pages total href/> })}
                         }
                             .into_any()
                     }
@@ -342,16 +286,12 @@ fn AllDevices() -> impl IntoView {
                 }
             })}
         </Transition>
-        <p class="muted small">
-            "See also the " <A href="/alerts">"alert centre"</A> "."
-        </p>
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
     use uuid::Uuid;
 
     fn device_live(last_t: Option<i64>, interval_ms: Option<i64>, episode: bool) -> DeviceLive {
@@ -363,7 +303,7 @@ mod tests {
                 address: "Street 1".into(),
                 max_power_kw: 4.5,
                 owner: None,
-                created_at: Utc::now(),
+                created_at: "2026-12-01T00:00:00Z".into(),
             },
             last: last_t.map(|t_ms| ReadingEvent {
                 device_id: id,

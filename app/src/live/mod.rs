@@ -33,10 +33,8 @@ pub struct Frame {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LiveEvent {
-    /// Sent after the replay that follows a (re)connect: the socket is now at `seq`.
-    Hello {
-        seq: i64,
-    },
+    /// Sent after the replay that follows a (re)connect: the socket is now at this number.
+    Hello(i64),
     /// New readings at the head of their devices' series.
     Readings(Vec<ReadingEvent>),
     /// A peak interval was stored.
@@ -53,11 +51,9 @@ pub enum LiveEvent {
     DeviceDeleted(DeviceEvent),
     /// The user read alerts (in this tab or another): the new unread count.
     AlertsRead(AlertsRead),
-    /// A login session ended (`session` is a hash of its id; `None`: all of the user's). The
-    /// server closes the matching sockets; browsers never receive this event.
-    SessionEnded {
-        session: Option<i64>,
-    },
+    /// A login session ended (a hash of its id; `None`: all of the user's sessions). The server
+    /// closes the matching sockets; browsers never receive this event.
+    SessionEnded(Option<i64>),
     /// This socket fell behind and frames were dropped: reload the state over HTTP.
     Resync,
     /// Sent every few seconds so that the browser can tell a live connection from a dead one.
@@ -68,7 +64,7 @@ impl LiveEvent {
     /// A short name, stored beside the event in the outbox.
     pub fn kind(&self) -> &'static str {
         match self {
-            LiveEvent::Hello { .. } => "hello",
+            LiveEvent::Hello(_) => "hello",
             LiveEvent::Readings(_) => "readings",
             LiveEvent::Alert(_) => "alert",
             LiveEvent::EpisodeStarted(_) => "episode_started",
@@ -79,7 +75,7 @@ impl LiveEvent {
             LiveEvent::DeviceChanged(_) => "device_changed",
             LiveEvent::DeviceDeleted(_) => "device_deleted",
             LiveEvent::AlertsRead(_) => "alerts_read",
-            LiveEvent::SessionEnded { .. } => "session_ended",
+            LiveEvent::SessionEnded(_) => "session_ended",
             LiveEvent::Resync => "resync",
             LiveEvent::Heartbeat => "heartbeat",
         }
@@ -251,9 +247,8 @@ mod tests {
             serde_json::to_string(&frame).unwrap(),
             r#"{"seq":7,"event":"resync"}"#
         );
-        let hello: Frame =
-            serde_json::from_str(r#"{"seq":0,"event":{"hello":{"seq":42}}}"#).unwrap();
-        assert_eq!(hello.event, LiveEvent::Hello { seq: 42 });
+        let hello: Frame = serde_json::from_str(r#"{"seq":0,"event":{"hello":42}}"#).unwrap();
+        assert_eq!(hello.event, LiveEvent::Hello(42));
     }
 
     #[test]

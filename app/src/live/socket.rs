@@ -129,7 +129,7 @@ mod browser {
                 leptos::logging::warn!("live: a frame that is not understood was ignored");
                 return;
             };
-            let hello = matches!(frame.event, crate::live::LiveEvent::Hello { .. });
+            let hello = matches!(frame.event, crate::live::LiveEvent::Hello(_));
             live.apply(frame);
             let reconnected = SOCKET.with_borrow_mut(|s| {
                 s.last_frame_ms = now_ms();

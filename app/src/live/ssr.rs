@@ -338,6 +338,7 @@ pub async fn list_alerts(
             created_ms: created.timestamp_millis(),
             episode_id: row.try_get_by_index(10)?,
             read: row.try_get_by_index::<i32>(11)? != 0,
+            when: String::new(),
         });
     }
     Ok((rows, total))

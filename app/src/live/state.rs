@@ -137,7 +137,7 @@ impl Live {
             self.seq.set(frame.seq);
         }
         match frame.event {
-            LiveEvent::Hello { seq } => {
+            LiveEvent::Hello(seq) => {
                 if seq > self.seq.get_untracked() {
                     self.seq.set(seq);
                 }
@@ -188,7 +188,7 @@ impl Live {
                 self.alerts_version.update(|v| *v += 1);
             }
             LiveEvent::Resync => self.reload(),
-            LiveEvent::Heartbeat | LiveEvent::SessionEnded { .. } => {}
+            LiveEvent::Heartbeat | LiveEvent::SessionEnded(_) => {}
         }
     }
 
@@ -305,9 +305,13 @@ pub fn Toasts() -> impl IntoView {
     let live = use_live();
     view! {
         <div class="toasts" role="status" aria-live="polite">
-            <For each=move || live.toasts.get() key=|t| (t.id, t.episode.peaks, t.episode.ended_ms) let:toast>
-                <ToastView toast/>
-            </For>
+            {move || {
+                live.toasts
+                    .get()
+                    .into_iter()
+                    .map(|toast| view! { <ToastView toast/> })
+                    .collect_view()
+            }}
         </div>
     }
 }

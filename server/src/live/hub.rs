@@ -342,7 +342,7 @@ fn end_sessions(registry: &Registry, event: &StoredEvent) {
         return;
     };
     let session = match serde_json::from_str::<LiveEvent>(&event.payload) {
-        Ok(LiveEvent::SessionEnded { session }) => session,
+        Ok(LiveEvent::SessionEnded(session)) => session,
         _ => {
             tracing::warn!(seq = event.seq, "a session_ended event without its session");
             return;
@@ -449,7 +449,7 @@ mod tests {
         let user = Uuid::from_u128(1);
         let (one, _) = hub.register(user, false, Some(7));
         let (other, _) = hub.register(user, false, Some(8));
-        let ended = LiveEvent::SessionEnded { session: Some(7) };
+        let ended = LiveEvent::SessionEnded(Some(7));
         hub.dispatch(&[StoredEvent {
             seq: 11,
             kind: ended.kind().into(),

@@ -268,8 +268,7 @@ impl Connection<'_> {
         times: SessionTimes,
     ) -> Result<std::convert::Infallible, End> {
         let mut position = self.replay(head, after).await?;
-        self.send_event(0, LiveEvent::Hello { seq: position })
-            .await?;
+        self.send_event(0, LiveEvent::Hello(position)).await?;
         let settings = self.ctx.settings.clone();
         let mut ping =
             tokio::time::interval_at(Instant::now() + settings.ping_every, settings.ping_every);

@@ -109,9 +109,7 @@ async fn the_handshake_needs_a_session_and_one_of_the_sites_origins(backend: Bac
         .await
         .expect("a signed-in socket from the site's origin opens");
     socket
-        .until(WAIT, "hello", |f| {
-            matches!(f.event, LiveEvent::Hello { .. })
-        })
+        .until(WAIT, "hello", |f| matches!(f.event, LiveEvent::Hello(_)))
         .await;
     assert_eq!(app.metering.metrics.ws_refused.load(Relaxed), 3);
     assert_eq!(app.hub.sockets(), 1);
@@ -345,10 +343,8 @@ async fn a_reconnecting_socket_replays_exactly_what_it_missed(backend: Backend) 
     .await
     .expect("reconnects");
     // The replay comes before the hello; the marker may be in it or come after.
-    back.until(WAIT, "hello", |f| {
-        matches!(f.event, LiveEvent::Hello { .. })
-    })
-    .await;
+    back.until(WAIT, "hello", |f| matches!(f.event, LiveEvent::Hello(_)))
+        .await;
     if !back.seen.iter().any(changed(device)) {
         back.until(WAIT, "the marker", changed(device)).await;
     }
@@ -359,7 +355,7 @@ async fn a_reconnecting_socket_replays_exactly_what_it_missed(backend: Backend) 
     let hello = back
         .seen
         .iter()
-        .position(|f| matches!(f.event, LiveEvent::Hello { .. }))
+        .position(|f| matches!(f.event, LiveEvent::Hello(_)))
         .expect("a hello");
     let replayed: Vec<i64> = back.seen[..hello].iter().map(|f| f.seq).collect();
     assert!(replayed.windows(2).all(|w| w[0] < w[1]), "{replayed:?}");
@@ -377,11 +373,9 @@ async fn a_reconnecting_socket_replays_exactly_what_it_missed(backend: Backend) 
     .await
     .expect("reconnects");
     let hello = again
-        .until(WAIT, "hello", |f| {
-            matches!(f.event, LiveEvent::Hello { .. })
-        })
+        .until(WAIT, "hello", |f| matches!(f.event, LiveEvent::Hello(_)))
         .await;
-    assert_eq!(hello.event, LiveEvent::Hello { seq: position });
+    assert_eq!(hello.event, LiveEvent::Hello(position));
     assert_eq!(again.seen.len(), 1, "{:?}", again.kinds());
 }
 
@@ -426,6 +420,23 @@ async fn a_stalled_socket_is_told_to_reload_and_holds_up_no_one() {
         })
         .await;
     assert!(app.metering.metrics.ws_resyncs.load(Relaxed) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_closes_when_its_session_expires_unused() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.session_idle_timeout_secs = 2).await;
+    let admin = app.admin().await;
+    app.create_client(&admin, "alice").await;
+    let (_, cookie) = app.login_cookie("alice", PASSWORD).await;
+    let mut socket = open(&app.address, &cookie, None).await;
+    let opened = Instant::now();
+    // The socket does not keep the session alive: no request uses it, so it ends.
+    assert_eq!(socket.until_closed(Duration::from_secs(10)).await, 4001);
+    assert!(
+        opened.elapsed() >= Duration::from_secs(1),
+        "closed before the session could have expired: {:?}",
+        opened.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

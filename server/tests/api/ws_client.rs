@@ -68,7 +68,7 @@ pub async fn open(address: &str, cookie: &str, after: Option<i64>) -> Socket {
         .expect("the socket opens");
     socket
         .until(Duration::from_secs(10), "hello", |f| {
-            matches!(f.event, LiveEvent::Hello { .. })
+            matches!(f.event, LiveEvent::Hello(_))
         })
         .await;
     socket
@@ -103,7 +103,7 @@ pub async fn open_with_small_window(address: &str, cookie: &str) -> Socket {
     };
     socket
         .until(Duration::from_secs(10), "hello", |f| {
-            matches!(f.event, LiveEvent::Hello { .. })
+            matches!(f.event, LiveEvent::Hello(_))
         })
         .await;
     socket
@@ -233,7 +233,7 @@ impl Socket {
         self.seen
             .iter()
             .map(|f| match f.event {
-                LiveEvent::Hello { seq } => seq.max(f.seq),
+                LiveEvent::Hello(seq) => seq.max(f.seq),
                 _ => f.seq,
             })
             .max()
