@@ -19,7 +19,7 @@ pub fn keep_connected(live: Live, auth: Auth, summary: Summary) {
         match summary.0.get() {
             Some(Ok(Some(summary))) if signed_in => {
                 live.adopt(&summary);
-                browser::start(live);
+                browser::start(live, auth);
             }
             Some(_) if !signed_in => browser::stop(live),
             _ => {}
@@ -41,6 +41,7 @@ mod browser {
     use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
     use super::Live;
+    use crate::auth::Auth;
     use crate::live::state::{now_ms, Connection};
     use crate::live::Frame;
 
@@ -69,11 +70,11 @@ mod browser {
         static SOCKET: RefCell<Socket> = RefCell::new(Socket::default());
     }
 
-    pub fn start(live: Live) {
+    pub fn start(live: Live, auth: Auth) {
         let already = SOCKET.with_borrow_mut(|s| std::mem::replace(&mut s.wanted, true));
         if !already {
-            connect(live);
-            watch(live);
+            connect(live, auth);
+            watch(live, auth);
         }
     }
 
@@ -101,13 +102,13 @@ mod browser {
         ))
     }
 
-    fn connect(live: Live) {
+    fn connect(live: Live, auth: Auth) {
         let Some(url) = url(live.seq.get_untracked()) else {
             return;
         };
         let ws = match WebSocket::new(&url) {
             Ok(ws) => ws,
-            Err(_) => return retry(live),
+            Err(_) => return retry(live, auth),
         };
         let generation = SOCKET.with_borrow_mut(|s| {
             s.generation += 1;
@@ -151,9 +152,9 @@ mod browser {
             }
             SOCKET.with_borrow_mut(|s| s.ws = None);
             if e.code() == SESSION_ENDED {
-                signed_out();
+                signed_out(auth);
             } else {
-                retry(live);
+                retry(live, auth);
             }
         });
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
@@ -174,7 +175,7 @@ mod browser {
     }
 
     /// Tries again after an exponential, jittered delay: 0.5 s doubling up to 30 s.
-    fn retry(live: Live) {
+    fn retry(live: Live, auth: Auth) {
         let attempt = SOCKET.with_borrow_mut(|s| {
             s.attempt += 1;
             s.attempt
@@ -191,8 +192,8 @@ mod browser {
                     // A socket refused for want of a session looks like any other failure to
                     // the browser: ask.
                     match crate::auth::get_current_user().await {
-                        Ok(None) => signed_out(),
-                        _ => connect(live),
+                        Ok(None) => signed_out(auth),
+                        _ => connect(live, auth),
                     }
                 });
             },
@@ -201,7 +202,7 @@ mod browser {
     }
 
     /// Closes a connection that has gone silent, which opens a new one.
-    fn watch(live: Live) {
+    fn watch(live: Live, auth: Auth) {
         let first = SOCKET.with_borrow_mut(|s| !std::mem::replace(&mut s.watchdog, true));
         if !first {
             return;
@@ -218,21 +219,18 @@ mod browser {
                         s.ws = None;
                         s.generation += 1;
                     });
-                    retry(live);
+                    retry(live, auth);
                 }
             },
             Duration::from_secs(10),
         );
     }
 
-    /// The session is gone: go to the sign-in page, and come back here after.
-    fn signed_out() {
+    /// The session is gone: ask who is signed in again. The page's gate then sends the
+    /// visitor to the sign-in page (and back here after); a tab that signed out itself is
+    /// there already.
+    fn signed_out(auth: Auth) {
         SOCKET.with_borrow_mut(|s| s.wanted = false);
-        let location = window().location();
-        let here = location.pathname().unwrap_or_default();
-        let _ = location.set_href(&format!(
-            "/login?next={}",
-            crate::ui::encode_component(&here)
-        ));
+        auth.user.refetch();
     }
 }
