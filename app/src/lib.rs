@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod auth;
 pub mod devices;
 pub mod error;
+pub mod history;
 pub mod live;
 pub mod time;
 pub mod ui;
@@ -27,6 +28,7 @@ use leptos_router::{
 use crate::accounts::{AccountPage, AccountsPage, NewAccountPage};
 use crate::auth::{Auth, HomeRedirect, LoginPage};
 use crate::devices::{DevicePage, DevicesPage, NewDevicePage};
+use crate::history::{DayPage, MonthPage};
 use crate::live::{AdminLivePage, AlertsPage, DashboardPage, Live, Toasts};
 use crate::ui::{Header, NotFound};
 
@@ -78,6 +80,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/live") view=AdminLivePage ssr=SsrMode::Async/>
                     <Route path=path!("/dashboard") view=DashboardPage ssr=SsrMode::Async/>
                     <Route path=path!("/alerts") view=AlertsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/devices/:id/day") view=DayPage ssr=SsrMode::Async/>
+                    <Route path=path!("/devices/:id/month") view=MonthPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <Toasts/>

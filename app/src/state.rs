@@ -31,6 +31,7 @@ pub struct AppState {
     pub dummy_hash: Arc<str>,
     /// This server's live position and the relay's wake-up call.
     pub live: crate::live::ssr::LiveHandle,
+    pub history: crate::history::ssr::HistorySettings,
 }
 
 /// The state provided to this request's server function or page render.

@@ -1,4 +1,10 @@
-import { expect, Page } from "@playwright/test";
+import { expect, APIRequestContext, Page } from "@playwright/test";
+import { ChildProcess, spawn, execFile } from "node:child_process";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomUUID } from "node:crypto";
 
 export const ADMIN = process.env.E2E_ADMIN_USERNAME ?? "admin";
 export const ADMIN_PASSWORD = process.env.E2E_ADMIN_PASSWORD ?? "e2e-admin-password";
@@ -66,3 +72,124 @@ export async function loginWithoutScript(page: Page, username: string, password:
   await page.fill("#login-password", password);
   await page.click("button[type=submit]");
 }
+
+const SERVER = process.env.E2E_SERVER_BIN ?? "../target/release/server";
+const SIMULATOR = process.env.E2E_SIMULATOR_BIN ?? "../target/release/simulator";
+const SITE_ROOT = process.env.E2E_SITE_ROOT ?? "../target/site";
+const AMQP_URL = process.env.E2E_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672/%2f";
+const LIVE_ADMIN = "live-admin";
+const LIVE_ADMIN_PASSWORD = "live-admin-password";
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject()));
+    });
+  });
+}
+
+/**
+ * A server process of a spec's own, on RabbitMQ: its own SQLite file, queue names and port, so
+ * that the simulator can feed it and the spec can restart it.
+ */
+export class LiveServer {
+  process?: ChildProcess;
+  constructor(
+    readonly port: number,
+    readonly env: Record<string, string>,
+    readonly queues: Record<string, string>,
+    readonly dir: string,
+  ) {}
+
+  static async create(): Promise<LiveServer> {
+    const prefix = `e2e-${randomUUID()}`;
+    const queues = {
+      AMQP_URL,
+      AMQP_EXCHANGE: `${prefix}.readings`,
+      AMQP_QUEUE: `${prefix}.readings`,
+      AMQP_DEAD_LETTER_EXCHANGE: `${prefix}.dead-letter`,
+      AMQP_DEAD_LETTER_QUEUE: `${prefix}.dead-letter`,
+    };
+    const dir = mkdtempSync(join(tmpdir(), "energy-e2e-"));
+    const env = {
+      ...queues,
+      AMQP_EVENTS_EXCHANGE: `${prefix}.events`,
+      DATABASE_URL: `sqlite://${join(dir, "energy.db")}?mode=rwc`,
+      LEPTOS_SITE_ROOT: SITE_ROOT,
+      ADMIN_USERNAME: LIVE_ADMIN,
+      ADMIN_PASSWORD: LIVE_ADMIN_PASSWORD,
+      RUST_LOG: "warn",
+    };
+    return new LiveServer(await freePort(), env, queues, dir);
+  }
+
+  async signInAdmin(api: APIRequestContext) {
+    await call(api, this.url, "login", { username: LIVE_ADMIN, password: LIVE_ADMIN_PASSWORD });
+  }
+
+  async dispose() {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  get url() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start() {
+    const output: string[] = [];
+    this.process = spawn(SERVER, [], {
+      env: { ...process.env, ...this.env, LEPTOS_SITE_ADDR: `127.0.0.1:${this.port}` },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.process.stdout?.on("data", (d) => output.push(String(d)));
+    this.process.stderr?.on("data", (d) => output.push(String(d)));
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      try {
+        if ((await fetch(`${this.url}/healthz`)).ok) return;
+      } catch {
+        // not up yet
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`the live server did not become healthy: ${output.join("")}`);
+  }
+
+  async stop() {
+    const child = this.process;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGTERM");
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+    if (child.exitCode === null) child.kill("SIGKILL");
+  }
+}
+
+/** Publishes `timestamp,value` readings of one meter through the simulator. */
+export function simulate(env: Record<string, string>, device: string, readings: [number, number][]): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), "energy-e2e-"));
+  const csv = join(dir, "meter.csv");
+  writeFileSync(csv, readings.map(([t, v]) => `${t},${v}`).join("\n") + "\n");
+  return new Promise((resolve, reject) => {
+    execFile(
+      SIMULATOR,
+      ["publish", "--device", device, "--csv", csv, "--burst", "--quiet"],
+      { env: { ...process.env, ...env } },
+      (error, stdout, stderr) => {
+        rmSync(dir, { recursive: true, force: true });
+        if (error) reject(new Error(`simulator failed: ${error.message}\n${stdout}\n${stderr}`));
+        else resolve(stdout);
+      },
+    );
+  });
+}
+
+export async function call(api: APIRequestContext, base: string, name: string, form: Record<string, string>) {
+  const response = await api.post(`${base}/api/${name}`, { form, headers: { origin: base } });
+  expect(response.ok(), `${name}: ${response.status()} ${await response.text()}`).toBeTruthy();
+  return response.json().catch(() => null);
+}
+

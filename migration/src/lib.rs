@@ -8,6 +8,7 @@ mod m20261127_000002_create_devices;
 mod m20261127_000003_create_sessions;
 mod m20261127_000004_create_readings_alerts;
 mod m20261201_000005_live_events;
+mod m20261201_000006_consumption_hourly;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_create_sessions::Migration),
             Box::new(m20261127_000004_create_readings_alerts::Migration),
             Box::new(m20261201_000005_live_events::Migration),
+            Box::new(m20261201_000006_consumption_hourly::Migration),
         ]
     }
 }

@@ -160,7 +160,10 @@ async fn end_to_end(n_devices: usize, per_device: u64) -> (f64, usize, u64) {
     let app = server::Application::build(config).await.unwrap();
     let db = app.state().db.clone();
     let metering = app.metering().clone();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let (stop_app, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
     let max = 5.0;
     let devices = create_devices(&db, n_devices, max).await;
     let (messages, expected) = feed(&devices, per_device, max);
@@ -191,6 +194,8 @@ async fn end_to_end(n_devices: usize, per_device: u64) -> (f64, usize, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
+    let _ = stop_app.send(());
+    let _ = running.await;
     drop_topology(&topology).await;
     delete_exchange(&format!("{}.events", topology.exchange)).await;
     drop_database(&name).await;

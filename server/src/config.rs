@@ -27,6 +27,11 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Recompute the hourly consumption rollups from the stored readings (all devices, or one).
+    RebuildHistory {
+        #[arg(long)]
+        device: Option<uuid::Uuid>,
+    },
     /// Create an admin account (the password is read from ADMIN_PASSWORD or standard input).
     CreateAdmin {
         #[arg(long)]
@@ -134,6 +139,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=87_600))]
     pub outbox_retention_hours: u64,
 
+    /// Minutes between two readings beyond which the history shows the time between them as
+    /// missing data (not as zero, not spread). After a change, `rebuild-history`.
+    #[arg(long, env = "HISTORY_GAP_MINUTES", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=10_080))]
+    pub history_gap_minutes: u64,
+
     /// Test only: fail on purpose (`exit-after-alert-commit`).
     #[arg(long, env = "ENERGY_TEST_FAULT", hide = true, value_parser = parse_fault)]
     pub test_fault: Option<crate::metering::pipeline::Fault>,
@@ -192,6 +203,7 @@ impl Config {
             live_relay_poll_ms: 1000,
             outbox_retention_hours: 168,
             test_fault: None,
+            history_gap_minutes: 120,
             session_idle_timeout_secs: 30 * 60,
             session_absolute_timeout_secs: 12 * 60 * 60,
             cookie_secure: None,
@@ -215,6 +227,18 @@ impl Config {
                 peak_every: Duration::from_secs(self.demo_peak_every_secs),
             }),
             fault: self.test_fault,
+            history_gap: self.history_gap(),
+        }
+    }
+
+    pub fn history_gap(&self) -> Duration {
+        Duration::from_secs(self.history_gap_minutes * 60)
+    }
+
+    /// The history part, as pages and queries take it.
+    pub fn history(&self) -> app::history::ssr::HistorySettings {
+        app::history::ssr::HistorySettings {
+            gap_ms: self.history_gap().as_millis() as i64,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod history;
 pub mod live;
 pub mod metering;
 pub mod origin;

@@ -22,6 +22,16 @@ async fn main() -> anyhow::Result<()> {
             println!("Database is up to date.");
             Ok(())
         }
+        Command::RebuildHistory { device } => {
+            let url = db::resolve_url(config.database_url.as_deref())?;
+            let db = db::connect_and_migrate(&url).await?;
+            let done = server::history::rebuild(&db, device, config.history()).await?;
+            println!(
+                "Rebuilt the hourly consumption of {} device(s) from {} readings in {:.1} s.",
+                done.devices, done.readings, done.seconds
+            );
+            Ok(())
+        }
         Command::CreateAdmin {
             username,
             display_name,

@@ -96,6 +96,7 @@ impl Application {
             .build();
         let live_handle = app::live::ssr::LiveHandle::default();
         let state = AppState {
+            history: config.history(),
             live: live_handle.clone(),
             db: db.clone(),
             leptos_options,
@@ -270,6 +271,11 @@ fn router(
         let options = state.leptos_options.clone();
         move || shell(options.clone())
     };
+    let csv = crate::history::CsvContext {
+        db: state.db.clone(),
+        sessions: state.sessions.clone(),
+        history: state.history,
+    };
     let sessions = SessionManagerLayer::new(store)
         .with_name("energy_session")
         .with_http_only(true)
@@ -291,6 +297,14 @@ fn router(
             get(crate::metering::metrics::serve).with_state(metering.metrics.clone()),
         )
         .route_service("/ws", get(ws::handler).with_state(ws))
+        .route_service(
+            "/devices/{id}/day.csv",
+            get(crate::history::day_csv).with_state(csv.clone()),
+        )
+        .route_service(
+            "/devices/{id}/month.csv",
+            get(crate::history::month_csv).with_state(csv),
+        )
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,

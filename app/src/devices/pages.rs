@@ -321,6 +321,8 @@ fn DeviceEditor(
                 <dd data-testid="device-owner">{owner_view}</dd>
                 <dt>"Created"</dt>
                 <dd>{crate::time::minute_utc(&device.created_at)}</dd>
+                <dt>"Consumption"</dt>
+                <dd><a href=format!("/devices/{}/day", device.id)>"History by day and month →"</a></dd>
             </dl>
         </section>
         <section class="card">

@@ -195,7 +195,10 @@ pub fn DeviceCard(data: DeviceLive, base_seq: i64, show_owner: bool) -> impl Int
                 <span data-testid="last-reading">{reading}</span>
             </p>
             <p class="episode" data-testid="episode" hidden=move || episode().is_none()>
-                {move || episode().unwrap_or_default()}
+                {move || episode().unwrap_or_else(|| "No peak".into())}
+            </p>
+            <p class="card-foot">
+                <a href=format!("/devices/{id}/day") data-testid="history-link">"Consumption history →"</a>
             </p>
             <p class="muted small">"Meter id " <code class="uuid">{id.to_string()}</code></p>
         </li>

@@ -104,6 +104,14 @@ pub async fn append(db: &impl ConnectionTrait, events: &[Outgoing]) -> Result<()
         return Ok(());
     }
     lock_sequence(db).await?;
+    append_locked(db, events).await
+}
+
+/// [`append`] for a transaction that took [`lock_sequence`] already.
+pub async fn append_locked(db: &impl ConnectionTrait, events: &[Outgoing]) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
     let backend = db.get_database_backend();
     let mut seq = max_of(db, "outbox", "seq").await?;
     let now = Utc::now();

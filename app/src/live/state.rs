@@ -255,7 +255,9 @@ pub fn use_live() -> Live {
     expect_context::<Live>()
 }
 
-/// "Live" or "Reconnecting…", unobtrusively, in the header.
+/// "Live" or "Reconnecting…", unobtrusively, in the header. Its text is never empty, so that
+/// the node is the same in the server's HTML and after hydration whatever the socket did in
+/// between; an idle socket is hidden.
 #[component]
 pub fn ConnectionBadge() -> impl IntoView {
     let live = use_live();
@@ -266,35 +268,44 @@ pub fn ConnectionBadge() -> impl IntoView {
         Connection::Reconnecting => "reconnecting",
     };
     let text = move || match live.connection.get() {
-        Connection::Idle => "",
+        Connection::Idle => "Offline",
         Connection::Connecting => "Connecting…",
         Connection::Live => "Live",
         Connection::Reconnecting => "Reconnecting…",
     };
     view! {
-        <span class="conn" data-state=state data-testid="connection" role="status" aria-live="polite">
+        <span
+            class="conn"
+            data-state=state
+            data-testid="connection"
+            role="status"
+            aria-live="polite"
+            hidden=move || live.connection.get() == Connection::Idle
+        >
             {text}
         </span>
     }
 }
 
-/// The alert centre link with the unread count.
+/// The alert centre link with the unread count (hidden at zero).
 #[component]
 pub fn UnreadBadge() -> impl IntoView {
     let live = use_live();
-    let count = move || match live.unread.get() {
-        Some(n) if n >= super::UNREAD_CAP => format!("{}+", super::UNREAD_CAP - 1),
-        Some(n) if n > 0 => n.to_string(),
-        _ => String::new(),
+    let unread = move || live.unread.get().unwrap_or(0);
+    let count = move || match unread() {
+        n if n >= super::UNREAD_CAP => format!("{}+", super::UNREAD_CAP - 1),
+        n => n.to_string(),
     };
-    let label = move || match live.unread.get() {
-        Some(n) if n > 0 => format!("Alerts, {n} unread"),
-        _ => "Alerts".to_string(),
+    let label = move || match unread() {
+        0 => "Alerts".to_string(),
+        n => format!("Alerts, {n} unread"),
     };
     view! {
         <A href="/alerts" attr:class="bell" attr:aria-label=label>
             "Alerts"
-            <span class="count" data-testid="unread-count">{count}</span>
+            <span class="count" data-testid="unread-count" hidden=move || unread() == 0>
+                {count}
+            </span>
         </A>
     }
 }

@@ -49,8 +49,10 @@ pub async fn run(
 ) {
     let mut delay = Duration::from_millis(100);
     let mut pruned = Instant::now();
+    // Woken by a commit (or just started): there is something to publish, no need to look.
+    let mut woken = true;
     loop {
-        match relay_once(&db, &publisher).await {
+        match relay_once(&db, &publisher, !woken).await {
             Ok(0) => {
                 delay = Duration::from_millis(100);
                 if pruned.elapsed() > Duration::from_secs(3600) {
@@ -59,16 +61,18 @@ pub async fn run(
                         tracing::warn!(%error, "could not delete old outbox events");
                     }
                 }
-                tokio::select! {
-                    _ = handle.woken() => {}
-                    _ = tokio::time::sleep(settings.poll_every) => {}
+                woken = tokio::select! {
+                    _ = handle.woken() => true,
+                    _ = tokio::time::sleep(settings.poll_every) => false,
                     _ = cancel.cancelled() => return,
-                }
+                };
             }
             Ok(n) => {
                 metrics.events_published.fetch_add(n as u64, Relaxed);
+                woken = true;
             }
             Err(error) => {
+                woken = false;
                 metrics.relay_failures.fetch_add(1, Relaxed);
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "relay failed; trying again");
                 tokio::select! {
@@ -102,12 +106,18 @@ pub async fn published(db: &DatabaseConnection) -> Result<i64, DbErr> {
     published_seq(db, false).await
 }
 
-/// Publishes the next events, if any; returns how many.
-async fn relay_once(db: &DatabaseConnection, publisher: &Publisher) -> Result<usize, RelayError> {
-    // A look without the lock first: most polls find nothing.
-    let newest = app::sql::max_of(db, "outbox", "seq").await?;
-    if newest <= published_seq(db, false).await? {
-        return Ok(0);
+/// Publishes the next events, if any; returns how many. `look_first`: check without the lock
+/// whether there is anything (most polls find nothing).
+async fn relay_once(
+    db: &DatabaseConnection,
+    publisher: &Publisher,
+    look_first: bool,
+) -> Result<usize, RelayError> {
+    if look_first {
+        let newest = app::sql::max_of(db, "outbox", "seq").await?;
+        if newest <= published_seq(db, false).await? {
+            return Ok(0);
+        }
     }
     let txn = begin_write(db).await?;
     let from = published_seq(&txn, true).await?;

@@ -37,6 +37,9 @@ pub struct AmqpSettings {
     pub batch_size: usize,
     /// How long a batch waits to fill once it has its first message.
     pub batch_wait: Duration,
+    /// A batch closes early when no further message comes for this long: a lone reading (a
+    /// peak on a quiet system) is not held back for the whole `batch_wait`.
+    pub batch_idle: Duration,
 }
 
 enum Ended {
@@ -253,7 +256,8 @@ async fn consume(
         let deadline = tokio::time::Instant::now() + settings.batch_wait;
         let mut failure = None;
         while batch.len() < settings.batch_size {
-            match tokio::time::timeout_at(deadline, consumer.next()).await {
+            let idle = (tokio::time::Instant::now() + settings.batch_idle).min(deadline);
+            match tokio::time::timeout_at(idle, consumer.next()).await {
                 Ok(Some(Ok(d))) => batch.push(d),
                 Ok(Some(Err(e))) => {
                     failure = Some(lost("delivery failed", e));

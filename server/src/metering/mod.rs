@@ -42,6 +42,8 @@ pub struct MeteringSettings {
     pub demo: Option<DemoSettings>,
     /// A failure to act out, in tests.
     pub fault: Option<Fault>,
+    /// Intervals between readings longer than this are missing data in the history.
+    pub history_gap: Duration,
 }
 
 enum Input {
@@ -89,7 +91,8 @@ impl MeterService {
     ) -> (MeterService, Metering) {
         let pipeline = Arc::new(
             Pipeline::new(db, metrics.clone(), Some(live), settings.max_future)
-                .with_fault(settings.fault),
+                .with_fault(settings.fault)
+                .with_history_gap(settings.history_gap),
         );
         let (input, local) = match &settings.amqp_url {
             Some(url) => (
@@ -99,6 +102,7 @@ impl MeterService {
                     prefetch: settings.prefetch,
                     batch_size: settings.batch_size.max(1),
                     batch_wait: Duration::from_millis(5),
+                    batch_idle: Duration::from_millis(1),
                 }),
                 None,
             ),

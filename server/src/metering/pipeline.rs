@@ -47,6 +47,8 @@ pub struct Pipeline {
     live: Option<LiveSink>,
     max_future: Duration,
     fault: Option<Fault>,
+    /// Intervals longer than this are missing data in the consumption rollups.
+    history_gap: Duration,
 }
 
 impl Pipeline {
@@ -63,7 +65,13 @@ impl Pipeline {
             live,
             max_future,
             fault: None,
+            history_gap: Duration::from_secs(120 * 60),
         }
+    }
+
+    pub fn with_history_gap(mut self, gap: Duration) -> Self {
+        self.history_gap = gap;
+        self
     }
 
     pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
@@ -90,7 +98,8 @@ impl Pipeline {
             .map(|b| message::parse(b, now_ms, max_future_ms))
             .collect();
         let readings: Vec<Reading> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
-        let outcome = store::store_batch(&self.db, &readings).await?;
+        let outcome =
+            store::store_batch(&self.db, &readings, self.history_gap.as_millis() as i64).await?;
 
         let mut stored = outcome.stored.into_iter();
         let mut verdicts = Vec::with_capacity(bodies.len());

@@ -11,7 +11,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use app::live::ssr::{append, lock_sequence, reading_after, Outgoing};
+use app::history::buckets::{Sample, Share};
+use app::history::ssr::{add_to_rollups, rollup_delta};
+use app::live::ssr::{append_locked, lock_sequence, reading_after, Outgoing};
 use app::live::{AlertEvent, EpisodeEvent, LiveEvent, ReadingEvent};
 use app::sql::{begin_write, max_of, Sql};
 use chrono::{DateTime, Utc};
@@ -79,10 +81,12 @@ struct Device {
     open: Option<Episode>,
 }
 
-/// Stores `readings` (validated, in arrival order) and raises the alerts they create.
+/// Stores `readings` (validated, in arrival order), raises the alerts they create, and keeps
+/// the hourly consumption rollups (intervals longer than `gap_ms` are missing data).
 pub async fn store_batch(
     db: &DatabaseConnection,
     readings: &[Reading],
+    gap_ms: i64,
 ) -> Result<BatchOutcome, DbErr> {
     if readings.is_empty() {
         return Ok(BatchOutcome::default());
@@ -156,7 +160,7 @@ pub async fn store_batch(
     }
 
     let series = series(&txn, backend, readings, &inserted).await?;
-    let mut outcome = raise(&txn, backend, &series, &inserted, &devices).await?;
+    let mut outcome = raise(&txn, backend, &series, &inserted, &devices, gap_ms).await?;
     txn.commit().await?;
     outcome.stored = stored;
     Ok(outcome)
@@ -431,6 +435,8 @@ struct DeviceChanges {
     alerts: Vec<NewAlert>,
     episodes: Vec<(Episode, Change)>,
     head: Option<ReadingEvent>,
+    /// What to add to its hourly rollups: hour → share.
+    rollup: HashMap<i64, Share>,
 }
 
 /// Checks every interval that a new reading starts or ends (a late reading creates two), tracks
@@ -441,6 +447,7 @@ async fn raise(
     series: &BTreeMap<Uuid, Vec<Point>>,
     inserted: &HashSet<(Uuid, i64)>,
     devices: &HashMap<Uuid, Device>,
+    gap_ms: i64,
 ) -> Result<BatchOutcome, DbErr> {
     let now = Utc::now();
     let mut changes = Vec::with_capacity(series.len());
@@ -448,8 +455,19 @@ async fn raise(
         let Some(device) = devices.get(&device_id) else {
             continue;
         };
-        changes.push(examine(device_id, device, points, inserted, now));
+        changes.push(examine(device_id, device, points, inserted, now, gap_ms));
     }
+    let rollup: Vec<(Uuid, i64, Share)> = changes
+        .iter_mut()
+        .flat_map(|c| {
+            let device = c.device_id;
+            std::mem::take(&mut c.rollup)
+                .into_iter()
+                .filter(|(_, share)| share.kwh != 0.0 || share.covered_ms != 0)
+                .map(move |(hour, share)| (device, hour, share))
+        })
+        .collect();
+    add_to_rollups(txn, &rollup).await?;
     let mut outcome = BatchOutcome {
         readings: changes
             .iter_mut()
@@ -521,20 +539,45 @@ async fn raise(
         }
     }
     outcome.announced = !events.is_empty();
-    append(txn, &events).await?;
+    append_locked(txn, &events).await?;
     outcome.alerts.sort_by_key(|a| (a.device_id, a.t1_ms));
     Ok(outcome)
 }
 
-/// One device's peaks, episode changes and new head reading, from its series.
+/// One device's peaks, episode changes, new head reading and rollup changes, from its series.
 fn examine(
     device_id: Uuid,
     device: &Device,
     points: &[Point],
     inserted: &HashSet<(Uuid, i64)>,
     now: DateTime<Utc>,
+    gap_ms: i64,
 ) -> DeviceChanges {
     let is_new = |p: &Point| inserted.contains(&(device_id, p.t_ms));
+    let sample = |p: &Point| Sample {
+        t_ms: p.t_ms,
+        kwh: p.e_kwh,
+    };
+    // The intervals the new readings replace (a late reading splits one in two) and the ones
+    // they make.
+    let new_times: Vec<i64> = points
+        .iter()
+        .filter(|p| is_new(p))
+        .map(|p| p.t_ms)
+        .collect();
+    let old: Vec<Point> = points.iter().filter(|p| !is_new(p)).copied().collect();
+    let removed = old.windows(2).filter_map(|w| {
+        let first_new_after = new_times.partition_point(|t| *t <= w[0].t_ms);
+        new_times
+            .get(first_new_after)
+            .filter(|t| **t < w[1].t_ms)
+            .map(|_| (sample(&w[0]), sample(&w[1])))
+    });
+    let added = points
+        .windows(2)
+        .filter(|w| is_new(&w[0]) || is_new(&w[1]))
+        .map(|w| (sample(&w[0]), sample(&w[1])));
+    let rollup = rollup_delta(removed, added, gap_ms);
     let head_before = points.iter().filter(|p| !is_new(p)).map(|p| p.t_ms).max();
     let mut steps = Vec::new();
     for pair in points.windows(2) {
@@ -587,6 +630,7 @@ fn examine(
         alerts,
         episodes: tracked.episodes,
         head,
+        rollup,
     }
 }
 

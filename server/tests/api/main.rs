@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod devices;
 mod health;
+mod history;
 mod live;
 mod metering;
 mod pages;

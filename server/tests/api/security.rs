@@ -162,6 +162,16 @@ fn matrix(w: &World) -> Vec<Row> {
         ),
         ("list_alerts", vec![], [Unauthorized, Allowed, Allowed]),
         (
+            "device_day",
+            vec![("id", w.own_device.clone())],
+            [Unauthorized, Allowed, Allowed],
+        ),
+        (
+            "device_month",
+            vec![("id", w.own_device.clone())],
+            [Unauthorized, Allowed, Allowed],
+        ),
+        (
             "mark_alerts_read",
             vec![("id", w.alert.clone())],
             [Unauthorized, Allowed, Allowed],
