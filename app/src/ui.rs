@@ -148,6 +148,18 @@ pub fn NotFound() -> impl IntoView {
     }
 }
 
+/// The `?page=` of this URL (1 when absent or not a number).
+pub fn use_page_query() -> Memo<i64> {
+    let query = leptos_router::hooks::use_query_map();
+    Memo::new(move |_| {
+        query
+            .read()
+            .get("page")
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or(1)
+    })
+}
+
 /// One page of a list, with what a pager needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {

@@ -13,6 +13,8 @@
 #[path = "../tests/api/meter_support.rs"]
 mod meter_support;
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -24,8 +26,9 @@ use app::live::{Frame, LiveEvent};
 use chrono::Utc;
 use futures_util::StreamExt;
 use meter_support::*;
-use sea_orm::{ConnectionTrait, Database, EntityTrait, Set};
+use sea_orm::{ConnectionTrait, EntityTrait, Set};
 use simulator::{MeterMessage, Publisher, PublisherOptions, Topology};
+use support::{drop_database, fresh_database};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -37,30 +40,6 @@ use uuid::Uuid;
 const ADMIN: &str = "bench-admin";
 const ADMIN_PASSWORD: &str = "bench-admin-password";
 const MAX_KW: f64 = 5.0;
-
-fn postgres_admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn fresh_database() -> (String, String) {
-    let name = format!("energy_bench_{}", Uuid::new_v4().simple());
-    let admin = Database::connect(postgres_admin_url()).await.unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .unwrap();
-    let base = postgres_admin_url();
-    let base = base.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
-    (format!("{base}/{name}"), name)
-}
-
-async fn drop_database(name: &str) {
-    let admin = Database::connect(postgres_admin_url()).await.unwrap();
-    let _ = admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await;
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -401,40 +380,8 @@ async fn many_sockets(sockets: usize, rounds: usize) {
         cookies.push((format!("energy_session={}", record.id), client));
     }
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &url)
-        .env("AMQP_URL", amqp_url())
-        .env("AMQP_EXCHANGE", &topology.exchange)
-        .env("AMQP_QUEUE", &topology.queue)
-        .env("AMQP_DEAD_LETTER_EXCHANGE", &topology.dead_letter_exchange)
-        .env("AMQP_DEAD_LETTER_QUEUE", &topology.dead_letter_queue)
-        .env(
-            "AMQP_EVENTS_EXCHANGE",
-            format!("{}.events", topology.exchange),
-        )
-        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("server starts");
-    let address = {
-        use std::io::BufRead;
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let address = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.strip_prefix("Energy Utility Platform listening on ")
-                    .map(str::to_owned)
-            })
-            .expect("the server says where it listens");
-        std::thread::spawn(move || for _ in lines {});
-        address
-    };
+    let mut child = ServerProcess::start(&url, &topology, 1000);
+    let address = child.address.clone();
     let pid = child.id();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_mib(pid);
@@ -543,8 +490,7 @@ async fn many_sockets(sockets: usize, rounds: usize) {
         ms(percentile(&fanout, 95.0)),
         ms(*fanout.last().unwrap_or(&Duration::ZERO)),
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     drop_topology(&topology).await;
     delete_exchange(&format!("{}.events", topology.exchange)).await;
     db.close().await.ok();

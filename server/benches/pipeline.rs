@@ -11,6 +11,8 @@
 #[path = "../tests/api/meter_support.rs"]
 mod meter_support;
 
+mod support;
+
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -19,17 +21,13 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use meter_support::*;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use simulator::{MeterMessage, Topology};
+use support::{drop_database, fresh_database};
 use uuid::Uuid;
 
 const PREFETCH: u16 = 2000;
 const BATCH: usize = 1000;
-
-fn postgres_admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -61,25 +59,6 @@ fn machine() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     format!("{cores} cores ({cpu}), {memory}, RabbitMQ {rabbit}")
-}
-
-async fn fresh_database() -> (String, String) {
-    let name = format!("energy_bench_{}", Uuid::new_v4().simple());
-    let admin = Database::connect(postgres_admin_url()).await.unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .unwrap();
-    let base = postgres_admin_url();
-    let base = base.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
-    (format!("{base}/{name}"), name)
-}
-
-async fn drop_database(name: &str) {
-    let admin = Database::connect(postgres_admin_url()).await.unwrap();
-    let _ = admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await;
 }
 
 /// A consumer on a fresh topology with the server's prefetch.

@@ -22,13 +22,7 @@ fn AccountList() -> impl IntoView {
     let query = use_query_map();
     let q = Memo::new(move |_| query.read().get("q").unwrap_or_default());
     let role = Memo::new(move |_| query.read().get("role").unwrap_or_else(|| "client".into()));
-    let page = Memo::new(move |_| {
-        query
-            .read()
-            .get("page")
-            .and_then(|p| p.parse::<i64>().ok())
-            .unwrap_or(1)
-    });
+    let page = crate::ui::use_page_query();
     let deleted = move || query.read().get("deleted").is_some();
     let accounts = Resource::new(
         move || (q.get(), role.get(), page.get()),

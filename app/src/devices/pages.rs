@@ -30,13 +30,7 @@ pub fn DevicesPage() -> impl IntoView {
 fn DeviceList() -> impl IntoView {
     let query = use_query_map();
     let owner = Memo::new(move |_| query.read().get("owner").unwrap_or_else(|| "all".into()));
-    let page = Memo::new(move |_| {
-        query
-            .read()
-            .get("page")
-            .and_then(|p| p.parse::<i64>().ok())
-            .unwrap_or(1)
-    });
+    let page = crate::ui::use_page_query();
     let deleted = move || query.read().get("deleted").is_some();
     let devices = Resource::new(
         move || (owner.get(), page.get()),

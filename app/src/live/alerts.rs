@@ -137,13 +137,7 @@ fn AlertCentre() -> impl IntoView {
     let live = use_live();
     let auth = use_auth();
     let query = use_query_map();
-    let page = Memo::new(move |_| {
-        query
-            .read()
-            .get("page")
-            .and_then(|p| p.parse::<i64>().ok())
-            .unwrap_or(1)
-    });
+    let page = crate::ui::use_page_query();
     let unread_only = Memo::new(move |_| query.read().get("show").as_deref() == Some("unread"));
     let mark = ServerAction::<MarkAlertsRead>::new();
     let alerts = Resource::new(

@@ -243,13 +243,7 @@ fn LiveDevicesView(admin: bool) -> impl IntoView {
     let live = use_live();
     let query = use_query_map();
     let owner = Memo::new(move |_| query.read().get("owner").unwrap_or_else(|| "all".into()));
-    let page = Memo::new(move |_| {
-        query
-            .read()
-            .get("page")
-            .and_then(|p| p.parse::<i64>().ok())
-            .unwrap_or(1)
-    });
+    let page = crate::ui::use_page_query();
     let devices = Resource::new(
         move || (owner.get(), page.get(), live.devices_version.get()),
         |(owner, page, _)| list_live_devices(Some(owner), Some(page)),

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::helpers::{spawn_app, spawn_app_with, start, Backend, TestApp, PASSWORD};
 use crate::meter_support::*;
-use crate::ws_client::{changed, connect, open, origin_of};
+use crate::ws_client::{changed, connect, open, origin_of, reconnect};
 
 crate::on_both_backends!(
     the_handshake_needs_a_session_and_one_of_the_sites_origins,
@@ -334,14 +334,7 @@ async fn a_reconnecting_socket_replays_exactly_what_it_missed(backend: Backend) 
     wait_for_rows(&app.db, "alerts", 3, WAIT).await;
     rename(&app, &admin, device, "Marker").await;
 
-    let mut back = connect(
-        &app.address,
-        Some(&cookie),
-        Some(&origin_of(&app.address)),
-        Some(position),
-    )
-    .await
-    .expect("reconnects");
+    let mut back = reconnect(&app.address, &cookie, Some(position)).await;
     // The replay comes before the hello; the marker may be in it or come after.
     back.until(WAIT, "hello", |f| matches!(f.event, LiveEvent::Hello(_)))
         .await;
@@ -364,14 +357,7 @@ async fn a_reconnecting_socket_replays_exactly_what_it_missed(backend: Backend) 
     back.close().await;
 
     // Nothing happened since: a reconnect replays nothing.
-    let mut again = connect(
-        &app.address,
-        Some(&cookie),
-        Some(&origin_of(&app.address)),
-        Some(position),
-    )
-    .await
-    .expect("reconnects");
+    let mut again = reconnect(&app.address, &cookie, Some(position)).await;
     let hello = again
         .until(WAIT, "hello", |f| matches!(f.event, LiveEvent::Hello(_)))
         .await;
@@ -451,14 +437,7 @@ async fn a_peer_that_stops_answering_is_dropped() {
     let (_, cookie) = app.login_cookie("alice", PASSWORD).await;
     let mut answering = open(&app.address, &cookie, None).await;
     // Never read: never answers a ping.
-    let _silent = connect(
-        &app.address,
-        Some(&cookie),
-        Some(&origin_of(&app.address)),
-        None,
-    )
-    .await
-    .expect("opens");
+    let _silent = reconnect(&app.address, &cookie, None).await;
     let deadline = Instant::now() + WAIT;
     while app.metering.metrics.ws_dropped.load(Relaxed) == 0 {
         assert!(

@@ -338,6 +338,12 @@ impl ServerProcess {
         }
     }
 
+    /// Its process id (the live benchmark reads its memory from /proc).
+    #[allow(dead_code)]
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for the process to exit by itself; its exit code, or `None` after `within`.
     pub fn wait_exit(&mut self, within: std::time::Duration) -> Option<i32> {
         let deadline = std::time::Instant::now() + within;

@@ -61,6 +61,14 @@ pub async fn connect(
     }
 }
 
+/// Opens `/ws` signed in with `cookie` from the site's own origin, as the last event the page
+/// has was `after`; reads nothing yet.
+pub async fn reconnect(address: &str, cookie: &str, after: Option<i64>) -> Socket {
+    connect(address, Some(cookie), Some(&origin_of(address)), after)
+        .await
+        .expect("the socket opens")
+}
+
 /// Opens `/ws` signed in with `cookie` from the site's own origin, and reads its hello.
 pub async fn open(address: &str, cookie: &str, after: Option<i64>) -> Socket {
     let mut socket = connect(address, Some(cookie), Some(&origin_of(address)), after)
