@@ -151,12 +151,7 @@ fn AlertCentre() -> impl IntoView {
         },
         |(page, unread, ..)| list_alerts(Some(page), Some(unread)),
     );
-    // The badge follows this tab's own marking at once, the other tabs through the socket.
-    Effect::new(move |_| {
-        if let Some(Ok(unread)) = mark.value().get() {
-            live.unread.set(Some(unread));
-        }
-    });
+    // The badge follows the marking through the socket (in this tab as in the others).
     let error = Signal::derive(move || mark.value().get().and_then(Result::err));
     let is_admin =
         move || matches!(auth.user.get(), Some(Ok(Some(ref u))) if u.role == Role::Admin);

@@ -129,12 +129,13 @@ pub fn DeviceCard(data: DeviceLive, base_seq: i64, show_owner: bool) -> impl Int
     let address = data.device.address.clone();
     let owner = data.device.owner.clone().filter(|_| show_owner);
     let base = StoredValue::new(data);
-    let current = Memo::new(move |_| {
+    // Recomputed by each binding that needs it: cheaper in the bundle than a memo per card.
+    let current = move || {
         live.overlays
             .with(|m| base.with_value(|b| merged(b, base_seq, m.get(&id))))
-    });
-    let state = Memo::new(move |_| CardState::of(&current.read(), live.now.get()));
-    let power = move || current.read().last.as_ref().and_then(|l| l.power_kw);
+    };
+    let state = move || CardState::of(&current(), live.now.get());
+    let power = move || current().last.as_ref().and_then(|l| l.power_kw);
     let power_text = move || power().map(format_kw).unwrap_or_else(|| "–".into());
     // The bar spans one and a half times the maximum; the mark at two thirds is the maximum.
     let fill = move || {
@@ -146,7 +147,7 @@ pub fn DeviceCard(data: DeviceLive, base_seq: i64, show_owner: bool) -> impl Int
         Some(p) if p > 0.8 * max_kw => "high",
         _ => "ok",
     };
-    let reading = move || match &current.read().last {
+    let reading = move || match &current().last {
         Some(l) => format!(
             "Register {} kWh · {}",
             format_number(l.energy_kwh, 2),
@@ -155,7 +156,7 @@ pub fn DeviceCard(data: DeviceLive, base_seq: i64, show_owner: bool) -> impl Int
         None => "No reading yet".into(),
     };
     let episode = move || {
-        current.read().episode.as_ref().map(|e| {
+        current().episode.as_ref().map(|e| {
             let minutes = ((e.last_ms - e.started_ms) / 60_000).max(1);
             format!(
                 "Above the maximum for {minutes} min · {} interval{} · highest {}",
@@ -166,11 +167,11 @@ pub fn DeviceCard(data: DeviceLive, base_seq: i64, show_owner: bool) -> impl Int
         })
     };
     view! {
-        <li class="card device-card" data-state=move || state.get().name() data-testid="device-card" data-device=id.to_string()>
+        <li class="card device-card" data-state=move || state().name() data-testid="device-card" data-device=id.to_string()>
             <div class="card-head">
                 <h2>{description}</h2>
-                <span class="pill" data-state=move || state.get().name() data-testid="device-state">
-                    {move || state.get().label()}
+                <span class="pill" data-state=move || state().name() data-testid="device-state">
+                    {move || state().label()}
                 </span>
             </div>
             <p class="address">{address}</p>

@@ -257,7 +257,7 @@ pub fn use_live() -> Live {
 
 /// "Live" or "Reconnecting…", unobtrusively, in the header. Its text is never empty, so that
 /// the node is the same in the server's HTML and after hydration whatever the socket did in
-/// between; an idle socket is hidden.
+/// between; an idle socket is hidden (by the style sheet).
 #[component]
 pub fn ConnectionBadge() -> impl IntoView {
     let live = use_live();
@@ -280,7 +280,6 @@ pub fn ConnectionBadge() -> impl IntoView {
             data-testid="connection"
             role="status"
             aria-live="polite"
-            hidden=move || live.connection.get() == Connection::Idle
         >
             {text}
         </span>
