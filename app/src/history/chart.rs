@@ -91,7 +91,7 @@ pub fn Chart(bars: Vec<Bar>, x_label: String) -> impl IntoView {
             view! { <span style:bottom=bottom>{format_number(*v, 2)}</span> }
         })
         .collect_view();
-    let columns = format!("repeat({n}, 1fr)");
+    let columns = format!("repeat({n}, minmax(0, 1fr))");
     let x_labels = bars
         .iter()
         .map(|b| view! { <span>{b.label.clone()}</span> })
