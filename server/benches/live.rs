@@ -131,7 +131,12 @@ async fn latency(probes: usize) -> (Latencies, u64) {
     let running = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
+    let attach_deadline = Instant::now() + Duration::from_secs(60);
     while !metering.metrics.queue_connected.load(Relaxed) {
+        assert!(
+            Instant::now() < attach_deadline,
+            "the consumer did not attach in 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 

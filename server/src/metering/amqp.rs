@@ -292,6 +292,11 @@ async fn handle_batch(
     cancel: &CancellationToken,
 ) -> Result<(), Ended> {
     let bodies: Vec<&[u8]> = batch.iter().map(|d| d.data.as_slice()).collect();
+    let redelivered = batch.iter().filter(|d| d.redelivered).count() as u64;
+    pipeline
+        .metrics()
+        .redelivered
+        .fetch_add(redelivered, std::sync::atomic::Ordering::Relaxed);
     // Retrying a database outage stops when the channel goes (the broker closes it after its
     // consumer timeout): the deliveries are redelivered then, so storing them here is moot.
     let gone = async {

@@ -9,6 +9,33 @@ use uuid::Uuid;
 /// Largest message accepted, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
 
+/// Largest register accepted, kWh (1 TWh). No meter's register reaches it; a value above it is
+/// a unit or encoding error. The bound also keeps every interval's power finite (at most
+/// 1e9 kWh in 1 ms) and registers exact to the µWh in the peak rule's fixed point.
+pub const MAX_REGISTER_KWH: f64 = 1e9;
+
+/// 2000-01-01T00:00:00Z, the default earliest timestamp accepted.
+pub const DEFAULT_EARLIEST_MS: i64 = 946_684_800_000;
+
+/// The window a reading's timestamp must fall in, relative to the time it is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeBounds {
+    /// Readings before this (ms since the epoch) are refused: a meter sending seconds instead of
+    /// milliseconds would otherwise be stored as January 1970.
+    pub earliest_ms: i64,
+    /// Readings further ahead of the clock than this many ms are refused.
+    pub max_future_ms: i64,
+}
+
+impl Default for TimeBounds {
+    fn default() -> Self {
+        TimeBounds {
+            earliest_ms: DEFAULT_EARLIEST_MS,
+            max_future_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
 /// A reading that passed validation (the device's existence is checked against the database
 /// later, by the storage step).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,15 +61,16 @@ pub enum Rejection {
     NoId,
     BadDeviceId,
     NegativeTimestamp,
+    EarlyTimestamp { earliest_ms: i64 },
     FutureTimestamp { ahead_ms: i64 },
-    NonFiniteValue,
     NegativeValue,
+    ValueTooLarge,
     UnknownDevice,
 }
 
 impl Rejection {
     /// Every code [`Rejection::code`] can return.
-    pub const CODES: [&'static str; 15] = [
+    pub const CODES: [&'static str; 16] = [
         "oversized",
         "not_utf8",
         "malformed_json",
@@ -54,9 +82,10 @@ impl Rejection {
         "no_id",
         "bad_device_id",
         "negative_timestamp",
+        "early_timestamp",
         "future_timestamp",
-        "non_finite_value",
         "negative_value",
+        "value_too_large",
         "unknown_device",
     ];
 
@@ -74,9 +103,10 @@ impl Rejection {
             Rejection::NoId => "no_id",
             Rejection::BadDeviceId => "bad_device_id",
             Rejection::NegativeTimestamp => "negative_timestamp",
+            Rejection::EarlyTimestamp { .. } => "early_timestamp",
             Rejection::FutureTimestamp { .. } => "future_timestamp",
-            Rejection::NonFiniteValue => "non_finite_value",
             Rejection::NegativeValue => "negative_value",
+            Rejection::ValueTooLarge => "value_too_large",
             Rejection::UnknownDevice => "unknown_device",
         }
     }
@@ -102,11 +132,24 @@ impl std::fmt::Display for Rejection {
             Rejection::NoId => f.write_str("neither sensor_id nor device_id is present"),
             Rejection::BadDeviceId => f.write_str("the device id is not a UUID"),
             Rejection::NegativeTimestamp => f.write_str("timestamp is before 1970"),
+            Rejection::EarlyTimestamp { earliest_ms } => {
+                let earliest = chrono::DateTime::from_timestamp_millis(*earliest_ms)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| earliest_ms.to_string());
+                write!(
+                    f,
+                    "timestamp is before {earliest}, the earliest accepted \
+                     (seconds instead of milliseconds?)"
+                )
+            }
             Rejection::FutureTimestamp { ahead_ms } => {
                 write!(f, "timestamp is {ahead_ms} ms in the future")
             }
-            Rejection::NonFiniteValue => f.write_str("measurement_value is not a finite number"),
             Rejection::NegativeValue => f.write_str("measurement_value is negative"),
+            Rejection::ValueTooLarge => write!(
+                f,
+                "measurement_value is above {MAX_REGISTER_KWH:e} kWh, the largest register accepted"
+            ),
             Rejection::UnknownDevice => f.write_str("no device has this id"),
         }
     }
@@ -114,8 +157,8 @@ impl std::fmt::Display for Rejection {
 
 const FIELDS: [&str; 4] = ["timestamp", "sensor_id", "device_id", "measurement_value"];
 
-/// Parses and validates one message. `now_ms` and `max_future_ms` bound the timestamp.
-pub fn parse(bytes: &[u8], now_ms: i64, max_future_ms: i64) -> Result<Reading, Rejection> {
+/// Parses and validates one message, checked at `now_ms`.
+pub fn parse(bytes: &[u8], now_ms: i64, bounds: TimeBounds) -> Result<Reading, Rejection> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(Rejection::Oversized { bytes: bytes.len() });
     }
@@ -142,19 +185,26 @@ pub fn parse(bytes: &[u8], now_ms: i64, max_future_ms: i64) -> Result<Reading, R
     if timestamp_ms < 0 {
         return Err(Rejection::NegativeTimestamp);
     }
+    if timestamp_ms < bounds.earliest_ms {
+        return Err(Rejection::EarlyTimestamp {
+            earliest_ms: bounds.earliest_ms,
+        });
+    }
     let ahead_ms = timestamp_ms.saturating_sub(now_ms);
-    if ahead_ms > max_future_ms {
+    if ahead_ms > bounds.max_future_ms {
         return Err(Rejection::FutureTimestamp { ahead_ms });
     }
 
     let energy_kwh = field(&object, "measurement_value")?
         .as_f64()
         .ok_or(Rejection::WrongType("measurement_value"))?;
-    if !energy_kwh.is_finite() {
-        return Err(Rejection::NonFiniteValue);
-    }
+    // JSON has no NaN or infinity, and serde_json refuses numbers beyond f64 (`1e400`) as
+    // malformed, so the value is finite here.
     if energy_kwh < 0.0 {
         return Err(Rejection::NegativeValue);
+    }
+    if energy_kwh > MAX_REGISTER_KWH {
+        return Err(Rejection::ValueTooLarge);
     }
     Ok(Reading {
         device_id,
@@ -180,7 +230,7 @@ mod tests {
     const ID: &str = "6f1c2d4e-8a8b-4c5e-9d0f-0123456789ab";
 
     fn check(text: &str) -> Result<Reading, Rejection> {
-        parse(text.as_bytes(), NOW, 5 * 60 * 1000)
+        parse(text.as_bytes(), NOW, TimeBounds::default())
     }
 
     #[test]
@@ -241,11 +291,38 @@ mod tests {
                 "negative_timestamp",
             ),
             (
+                // The same instant in seconds: a meter with the wrong unit.
+                format!(
+                    r#"{{"sensor_id": "{ID}", "timestamp": {}, "measurement_value": 1}}"#,
+                    NOW / 1000
+                ),
+                "early_timestamp",
+            ),
+            (
+                // 1999-12-31T23:59:59.999Z
+                format!(
+                    r#"{{"sensor_id": "{ID}", "timestamp": 946684799999, "measurement_value": 1}}"#
+                ),
+                "early_timestamp",
+            ),
+            (
                 format!(
                     r#"{{"sensor_id": "{ID}", "timestamp": {}, "measurement_value": 1}}"#,
                     NOW + 301_000
                 ),
                 "future_timestamp",
+            ),
+            (
+                format!(
+                    r#"{{"sensor_id": "{ID}", "timestamp": {NOW}, "measurement_value": 1000000000.001}}"#
+                ),
+                "value_too_large",
+            ),
+            (
+                format!(
+                    r#"{{"sensor_id": "{ID}", "timestamp": {NOW}, "measurement_value": 1.7e308}}"#
+                ),
+                "value_too_large",
             ),
             (
                 format!(r#"{{"sensor_id": "{ID}", "timestamp": {NOW}, "measurement_value": "1"}}"#),
@@ -274,9 +351,55 @@ mod tests {
             let got = check(&text).expect_err(&text);
             assert_eq!(got.code(), code, "{text} gave {got}");
         }
-        assert_eq!(parse(&[0xff, 0xfe], NOW, 0).unwrap_err().code(), "not_utf8");
+        assert_eq!(
+            parse(&[0xff, 0xfe], NOW, TimeBounds::default())
+                .unwrap_err()
+                .code(),
+            "not_utf8"
+        );
         assert!(Rejection::CODES.contains(&Rejection::UnknownDevice.code()));
-        assert!(Rejection::CODES.contains(&Rejection::NonFiniteValue.code()));
+    }
+
+    #[test]
+    fn the_bounds_themselves_are_accepted() {
+        // 2000-01-01T00:00:00Z exactly, and the largest register.
+        let text = format!(
+            r#"{{"sensor_id": "{ID}", "timestamp": 946684800000, "measurement_value": 1e9}}"#
+        );
+        let reading = check(&text).unwrap();
+        assert_eq!(reading.energy_kwh, 1e9);
+        // The earliest bound is a setting.
+        let bounds = TimeBounds {
+            earliest_ms: NOW,
+            ..TimeBounds::default()
+        };
+        let early = format!(
+            r#"{{"sensor_id": "{ID}", "timestamp": {}, "measurement_value": 1}}"#,
+            NOW - 1
+        );
+        let err = parse(early.as_bytes(), NOW, bounds).unwrap_err();
+        assert_eq!(err.code(), "early_timestamp");
+        assert!(err.to_string().contains("2026-01-01T00:00:00Z"), "{err}");
+    }
+
+    #[test]
+    fn accepted_registers_give_finite_power_over_the_shortest_interval() {
+        use crate::metering::peak::{interval, Interval, Point};
+        // From 0 to the largest register in 1 ms: 3.6e15 kW, finite.
+        let from = Point {
+            t_ms: NOW,
+            e_kwh: 0.0,
+        };
+        let to = Point {
+            t_ms: NOW + 1,
+            e_kwh: MAX_REGISTER_KWH,
+        };
+        match interval(from, to) {
+            Some(Interval::Consumption { power_kw, .. }) => {
+                assert!(power_kw.is_finite() && power_kw > 3.5e15, "{power_kw}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub peaks: AtomicU64,
     pub transient_failures: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Deliveries the broker marked as redelivered (returned unacknowledged before).
+    pub redelivered: AtomicU64,
     /// Messages waiting in the queue, as last seen.
     pub lag_messages: AtomicI64,
     /// Whether the consumer is attached to its queue.
@@ -61,6 +63,7 @@ impl Metrics {
             peaks: AtomicU64::new(0),
             transient_failures: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            redelivered: AtomicU64::new(0),
             lag_messages: AtomicI64::new(0),
             queue_connected: AtomicBool::new(false),
             queue_kind,
@@ -124,6 +127,12 @@ impl Metrics {
             "energy_readings_accepted_total",
             "Readings stored.",
             self.accepted.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "energy_deliveries_redelivered_total",
+            "Deliveries the broker sent again after they were returned unacknowledged.",
+            self.redelivered.load(Relaxed),
         );
         counter(
             &mut out,
@@ -272,22 +281,63 @@ impl Metrics {
     }
 }
 
+/// What `GET /metrics` shows, and to whom.
+#[derive(Clone)]
+pub struct Exposition {
+    pub metrics: std::sync::Arc<Metrics>,
+    /// When set, a scrape must send `Authorization: Bearer <token>`.
+    pub token: Option<std::sync::Arc<str>>,
+}
+
 /// `GET /metrics`.
 pub async fn serve(
-    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<Metrics>>,
-) -> impl axum::response::IntoResponse {
+    axum::extract::State(exposition): axum::extract::State<Exposition>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    if let Some(token) = &exposition.token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same_secret(sent.trim().as_bytes(), token.as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
+                "a bearer token is required (METRICS_TOKEN)\n",
+            )
+                .into_response();
+        }
+    }
     (
         [(
-            axum::http::header::CONTENT_TYPE,
+            header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics.render(),
+        exposition.metrics.render(),
     )
+        .into_response()
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell how
+/// much of a guess was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_match_only_exactly() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cret", b"s3creT"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+    }
 
     #[test]
     fn the_exposition_has_every_series() {

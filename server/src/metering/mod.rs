@@ -37,7 +37,8 @@ pub struct MeteringSettings {
     pub topology: Topology,
     pub prefetch: u16,
     pub batch_size: usize,
-    pub max_future: Duration,
+    /// Readings outside this window are refused.
+    pub time_bounds: message::TimeBounds,
     /// The built-in demo feed, when on.
     pub demo: Option<DemoSettings>,
     /// A failure to act out, in tests.
@@ -90,7 +91,7 @@ impl MeterService {
         live: LiveSink,
     ) -> (MeterService, Metering) {
         let pipeline = Arc::new(
-            Pipeline::new(db, metrics.clone(), Some(live), settings.max_future)
+            Pipeline::new(db, metrics.clone(), Some(live), settings.time_bounds)
                 .with_fault(settings.fault)
                 .with_history_gap(settings.history_gap),
         );

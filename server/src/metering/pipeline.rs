@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr};
 
-use super::message::{self, Reading, Rejection};
+use super::message::{self, Reading, Rejection, TimeBounds};
 use super::metrics::Metrics;
 use super::store::{self, NewAlert, Stored};
 use crate::live::LiveSink;
@@ -45,7 +45,7 @@ pub struct Pipeline {
     db: DatabaseConnection,
     metrics: Arc<Metrics>,
     live: Option<LiveSink>,
-    max_future: Duration,
+    bounds: TimeBounds,
     fault: Option<Fault>,
     /// Intervals longer than this are missing data in the consumption rollups.
     history_gap: Duration,
@@ -57,13 +57,13 @@ impl Pipeline {
         db: DatabaseConnection,
         metrics: Arc<Metrics>,
         live: Option<LiveSink>,
-        max_future: Duration,
+        bounds: TimeBounds,
     ) -> Self {
         Pipeline {
             db,
             metrics,
             live,
-            max_future,
+            bounds,
             fault: None,
             history_gap: Duration::from_secs(120 * 60),
         }
@@ -92,10 +92,9 @@ impl Pipeline {
     pub async fn process(&self, bodies: &[&[u8]]) -> Result<Processed, DbErr> {
         let started = Instant::now();
         let now_ms = Utc::now().timestamp_millis();
-        let max_future_ms = self.max_future.as_millis() as i64;
         let parsed: Vec<Result<Reading, Rejection>> = bodies
             .iter()
-            .map(|b| message::parse(b, now_ms, max_future_ms))
+            .map(|b| message::parse(b, now_ms, self.bounds))
             .collect();
         let readings: Vec<Reading> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
         let outcome =
