@@ -26,6 +26,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub sessions: SessionSettings,
     pub throttle: Arc<LoginThrottle>,
+    /// Peers whose `X-Forwarded-For` names the real client (reverse proxies).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// A real argon2id hash of a random password: verifying against it when the username does
     /// not exist makes a failed login take the same time either way.
     pub dummy_hash: Arc<str>,

@@ -31,6 +31,11 @@ pub async fn map_error_status(request: Request, next: Next) -> Response {
         if let Ok(status) = StatusCode::from_u16(error.status()) {
             parts.status = status;
         }
+        if let AppError::TooManyAttempts { retry_after_secs } = error {
+            parts
+                .headers
+                .insert(axum::http::header::RETRY_AFTER, retry_after_secs.into());
+        }
     }
     Response::from_parts(parts, Body::from(bytes))
 }

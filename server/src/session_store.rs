@@ -9,10 +9,7 @@ use app::live::LiveEvent;
 use app::sql::{begin_write, Sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    sea_query::OnConflict, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 use uuid::Uuid;
@@ -81,20 +78,25 @@ impl SessionStore for DbSessionStore {
         }
     }
 
+    /// Updates a session that a request loaded. Only an update: if the session was deleted
+    /// meanwhile (signed out, password reset, account deleted), a request that was in flight
+    /// must not bring it back. New sessions go through `create`.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        sessions::Entity::insert(to_model(record)?)
-            .on_conflict(
-                OnConflict::column(sessions::Column::Id)
-                    .update_columns([
-                        sessions::Column::UserId,
-                        sessions::Column::Data,
-                        sessions::Column::ExpiresAt,
-                    ])
-                    .to_owned(),
-            )
+        let model = to_model(record)?;
+        let updated = sessions::Entity::update_many()
+            .set(sessions::ActiveModel {
+                user_id: model.user_id,
+                data: model.data,
+                expires_at: model.expires_at,
+                ..Default::default()
+            })
+            .filter(sessions::Column::Id.eq(record.id.to_string()))
             .exec(&self.db)
             .await
             .map_err(backend)?;
+        if updated.rows_affected == 0 {
+            tracing::debug!("a session ended while a request was using it; not saved");
+        }
         Ok(())
     }
 

@@ -33,8 +33,22 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// Hashes running at once: each takes 19 MiB and a core for tens of milliseconds, so more than
+/// one per core only adds memory. The rest queue here.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
 /// Hashes on a blocking thread: one hash takes tens of milliseconds.
 pub async fn hash_password(password: String) -> Result<String, AppError> {
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(|_| AppError::Internal)?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         argon2()
@@ -54,6 +68,9 @@ pub async fn hash_password(password: String) -> Result<String, AppError> {
 
 /// Verifies on a blocking thread; a malformed stored hash counts as a mismatch (and is logged).
 pub async fn verify_password(password: String, hash: String) -> bool {
+    let Ok(_slot) = hashing_slots().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
         Ok(parsed) => argon2()
             .verify_password(password.as_bytes(), &parsed)
@@ -99,11 +116,54 @@ async fn session() -> Result<Session, AppError> {
     })
 }
 
-async fn client_address() -> String {
-    match leptos_axum::extract::<ConnectInfo<SocketAddr>>().await {
-        Ok(ConnectInfo(addr)) => addr.ip().to_string(),
-        Err(_) => "unknown".to_owned(),
+/// The address the sign-in came from: the peer's, or, when the peer is a trusted proxy, the
+/// one it says it forwarded for.
+async fn client_address(trusted_proxies: &[ipnet::IpNet]) -> String {
+    let Ok(ConnectInfo(peer)) = leptos_axum::extract::<ConnectInfo<SocketAddr>>().await else {
+        return "unknown".to_owned();
+    };
+    let forwarded = leptos_axum::extract::<http::HeaderMap>()
+        .await
+        .ok()
+        .map(|headers| {
+            headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+    client_ip(peer.ip(), forwarded.as_deref(), trusted_proxies).to_string()
+}
+
+/// Who a request is from. `X-Forwarded-For` is believed only from a trusted proxy, and only up
+/// to the first address (from the right, the proxy's end) that is not itself a trusted proxy:
+/// whatever is left of that, the client wrote.
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    forwarded_for: Option<&str>,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
     }
+    let mut nearest = peer;
+    for hop in forwarded_for.unwrap_or_default().rsplit(',') {
+        let hop = hop.trim();
+        let parsed = hop
+            .parse::<std::net::IpAddr>()
+            .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()));
+        let Ok(ip) = parsed else {
+            // A hop a trusted proxy wrote but no one can read: go no further.
+            return nearest;
+        };
+        if !is_trusted(&ip) {
+            return ip;
+        }
+        nearest = ip;
+    }
+    nearest
 }
 
 /// Checks the credentials (through the login throttle) and starts a fresh session.
@@ -130,10 +190,11 @@ pub async fn sign_in(username: &str, password: &str) -> Result<CurrentUser, AppE
 
     let state = state()?;
     let account = username.trim().to_ascii_lowercase();
-    let address = client_address().await;
-    if let Err(wait) = state.throttle.check(&account, &address, Instant::now()) {
+    let address = client_address(&state.trusted_proxies).await;
+    if let Err(wait) = state.throttle.begin(&account, &address, Instant::now()) {
+        tracing::info!(%address, "sign-in throttled");
         return Err(AppError::TooManyAttempts {
-            retry_after_secs: wait.as_secs() + 1,
+            retry_after_secs: wait.as_secs_f64().ceil() as u64,
         });
     }
 
@@ -146,14 +207,13 @@ pub async fn sign_in(username: &str, password: &str) -> Result<CurrentUser, AppE
     let user = match (user, matches) {
         (Some(user), true) => user,
         _ => {
-            state
-                .throttle
-                .record_failure(&account, &address, Instant::now());
+            // Counted by `begin` already; the wait starts now.
+            state.throttle.failed(&account, &address, Instant::now());
             tracing::info!(%address, "failed sign-in");
             return Err(AppError::InvalidCredentials);
         }
     };
-    state.throttle.record_success(&account);
+    state.throttle.succeeded(&account, &address);
 
     let session = session().await?;
     session.clear().await;
@@ -283,9 +343,16 @@ pub async fn end_sessions_of<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Resul
     Ok(())
 }
 
-/// A redirect target is followed only if it stays on this site.
+/// A redirect target is followed only if it stays on this site: one `/`, then a character that
+/// is neither `/` nor `\` (browsers read both as the start of another host), and no control
+/// character anywhere (browsers drop tabs and newlines, so `/\t/evil.example` would become
+/// `//evil.example`; a newline cannot go into a header at all).
 pub fn is_local_path(path: &str) -> bool {
-    path.starts_with('/') && !path.starts_with("//") && !path.contains('\\')
+    let mut chars = path.chars();
+    chars.next() == Some('/')
+        && chars.next().is_some_and(|second| second != '/')
+        // A backslash is refused anywhere, which covers the second character too.
+        && !path.chars().any(|c| c.is_control() || c == '\\')
 }
 
 /// Creates an account; used by admin bootstrap, demo seeding and the admin area.
@@ -324,7 +391,38 @@ pub fn username_conflict(err: sea_orm::DbErr) -> AppError {
 
 #[cfg(test)]
 mod tests {
-    use super::is_local_path;
+    use super::{client_ip, is_local_path};
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let trusted: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        // (peer, X-Forwarded-For, client)
+        let cases = [
+            ("203.0.113.9", Some("198.51.100.1"), "203.0.113.9"),
+            ("10.0.0.2", None, "10.0.0.2"),
+            ("10.0.0.2", Some("198.51.100.1"), "198.51.100.1"),
+            // The client wrote the first entry itself: it is not believed.
+            ("10.0.0.2", Some("1.2.3.4, 198.51.100.1"), "198.51.100.1"),
+            ("10.0.0.2", Some("198.51.100.1, 10.0.0.7"), "198.51.100.1"),
+            ("10.0.0.2", Some("10.9.9.9, 10.0.0.7"), "10.9.9.9"),
+            ("10.0.0.2", Some("garbage, 10.0.0.7"), "10.0.0.7"),
+            ("10.0.0.2", Some("198.51.100.1:4711"), "198.51.100.1"),
+            ("::1", Some("2001:db8::5"), "2001:db8::5"),
+        ];
+        for (peer, forwarded, client) in cases {
+            assert_eq!(
+                client_ip(ip(peer), forwarded, &trusted),
+                ip(client),
+                "{peer} {forwarded:?}"
+            );
+        }
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), Some("198.51.100.1"), &[]),
+            ip("10.0.0.2")
+        );
+    }
 
     #[test]
     fn only_local_paths_are_redirect_targets() {
@@ -333,5 +431,10 @@ mod tests {
         assert!(!is_local_path("https://evil.example"));
         assert!(!is_local_path("/\\evil.example"));
         assert!(!is_local_path(""));
+        assert!(!is_local_path("/"));
+        assert!(!is_local_path("/\t/evil.example"));
+        assert!(!is_local_path("/\n/evil.example"));
+        assert!(!is_local_path("/devices\u{85}"));
+        assert!(is_local_path("/devices/%2F%2Fx"));
     }
 }

@@ -12,6 +12,10 @@ crate::on_both_backends!(
     usernames_sign_in_ignoring_case,
     repeated_failures_are_slowed_down_per_account,
     repeated_failures_are_slowed_down_per_client_address,
+    a_guesser_does_not_lock_the_owner_out_from_another_address,
+    forwarded_addresses_are_ignored_unless_the_proxy_is_trusted,
+    concurrent_wrong_passwords_reach_the_hash_only_as_often_as_allowed,
+    a_request_in_flight_does_not_bring_back_an_ended_session,
     session_id_is_rotated_at_login,
     logout_ends_the_session_server_side,
     session_cookie_is_http_only_and_same_site_lax,
@@ -68,11 +72,30 @@ async fn login_follows_next_only_when_it_is_a_local_path(backend: Backend) {
         .call("login", &with_next("https://evil.example/"))
         .await;
     assert_eq!(reply.location(), Some("/admin/accounts"));
-    let reply = app
-        .agent()
-        .call("login", &with_next("//evil.example/"))
-        .await;
-    assert_eq!(reply.location(), Some("/admin/accounts"));
+    // Known open-redirect bypasses: each must fall back to the role's home page, with an answer
+    // (a newline used to make the server drop the connection without one).
+    for next in [
+        "//evil.example/",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\r\n/evil.example",
+        "/\\evil.example",
+        "\\/evil.example",
+        "/\\/evil.example",
+        "/\t\\evil.example",
+        " //evil.example",
+        "\t//evil.example",
+        "/\u{0}/evil.example",
+        "/\u{7f}/evil.example",
+        "https:/evil.example",
+        "javascript:alert(1)",
+        "evil.example",
+        "/",
+        "",
+    ] {
+        let reply = app.agent().call("login", &with_next(next)).await;
+        assert_eq!(reply.location(), Some("/admin/accounts"), "next={next:?}");
+    }
 }
 
 async fn failed_login_says_the_same_whether_or_not_the_user_exists(backend: Backend) {
@@ -363,4 +386,129 @@ async fn password_reset_ends_the_accounts_sessions(backend: Backend) {
         .await
         .ok();
     assert_eq!(again.whoami().await.as_deref(), Some("frank"));
+}
+
+/// An app behind a reverse proxy on 127.0.0.1, so that each request can say which client it
+/// is from.
+async fn behind_a_proxy(backend: Backend) -> crate::helpers::TestApp {
+    spawn_app_with(backend, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await
+}
+
+async fn login_from(
+    app: &crate::helpers::TestApp,
+    address: &str,
+    username: &str,
+    password: &str,
+) -> crate::helpers::Reply {
+    app.agent()
+        .call_with(
+            "login",
+            &[("username", username), ("password", password)],
+            &[("x-forwarded-for", address)],
+        )
+        .await
+}
+
+async fn a_guesser_does_not_lock_the_owner_out_from_another_address(backend: Backend) {
+    let app = behind_a_proxy(backend).await;
+    let admin = app.admin().await;
+    app.create_client(&admin, "alice").await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let reply = login_from(&app, "203.0.113.66", "ALICE ", "guess-guess").await;
+        if reply.status == 429 {
+            let retry_after: u64 = reply.headers[header::RETRY_AFTER]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=900).contains(&retry_after), "{retry_after}");
+        }
+        statuses.push(reply.status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429, 429, 429]);
+    // The owner, from home, signs in at once.
+    let reply = login_from(&app, "198.51.100.20", "alice", PASSWORD).await;
+    assert!(
+        reply.status.is_redirection() || reply.status.is_success(),
+        "{reply:?}"
+    );
+    // The guesser is still held back.
+    let reply = login_from(&app, "203.0.113.66", "alice", PASSWORD).await;
+    assert_eq!(reply.status, 429);
+}
+
+async fn forwarded_addresses_are_ignored_unless_the_proxy_is_trusted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for i in 0..7 {
+            // A new made-up address every time: without a trusted proxy, it changes nothing.
+            let reply = login_from(&app, &format!("203.0.113.{i}"), ADMIN, "guess-guess").await;
+            statuses.push(reply.status.as_u16());
+        }
+        statuses
+    };
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+}
+
+async fn concurrent_wrong_passwords_reach_the_hash_only_as_often_as_allowed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let agents: Vec<_> = (0..50).map(|_| app.agent()).collect();
+    let replies = futures_util::future::join_all(
+        agents
+            .iter()
+            .map(|agent| agent.call("login", &[("username", ADMIN), ("password", "guess-guess")])),
+    )
+    .await;
+    let checked = replies.iter().filter(|r| r.status == 401).count();
+    let throttled = replies.iter().filter(|r| r.status == 429).count();
+    assert_eq!(checked + throttled, 50, "{replies:?}");
+    // 5 free failures: at most 5 wrong passwords reach the password check.
+    assert!((1..=5).contains(&checked), "{checked} reached the hash");
+}
+
+/// A request loads its session, the user signs out (or their password is reset) elsewhere, and
+/// then the request saves the session it loaded (its idle clock moved): the session stays ended.
+async fn a_request_in_flight_does_not_bring_back_an_ended_session(backend: Backend) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions::session_store::SessionStore;
+    let app = spawn_app(backend).await;
+    let admin = app::entities::users::Entity::find()
+        .filter(app::entities::users::Column::Username.eq(ADMIN))
+        .one(&app.db)
+        .await
+        .unwrap()
+        .expect("the admin exists");
+    let store = server::session_store::DbSessionStore::new(app.db.clone(), Default::default());
+    let mut record = Record {
+        id: Id::default(),
+        data: [(
+            app::auth::ssr::USER_ID.to_string(),
+            serde_json::json!(admin.id),
+        )]
+        .into_iter()
+        .collect(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.unwrap();
+    let in_flight = store.load(&record.id).await.unwrap().expect("stored");
+
+    store.delete(&record.id).await.unwrap();
+    store.save(&in_flight).await.unwrap();
+
+    assert!(
+        store.load(&record.id).await.unwrap().is_none(),
+        "the session came back"
+    );
+    let left = app::entities::sessions::Entity::find()
+        .filter(app::entities::sessions::Column::UserId.eq(admin.id))
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
