@@ -91,8 +91,13 @@ impl FromServerFnError for AppError {
             ServerFnErrorErr::Request(msg) | ServerFnErrorErr::Response(msg) => {
                 AppError::Network(msg)
             }
+            // In the browser: an answer it cannot read. On the server: a request body that is
+            // not text (raw invalid UTF-8 in a form) or not the arguments' shape.
             ServerFnErrorErr::Deserialization(msg) if cfg!(not(feature = "ssr")) => {
                 AppError::Network(msg)
+            }
+            ServerFnErrorErr::Deserialization(msg) => {
+                AppError::BadRequest(format!("the request could not be read: {msg}"))
             }
             _ => AppError::Internal,
         }

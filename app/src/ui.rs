@@ -84,9 +84,18 @@ pub fn ErrorBox(error: AppError) -> impl IntoView {
         AppError::Unauthorized => Some(view! { <a href="/login">"Sign in"</a> }),
         _ => None,
     };
+    // A list or page has no fields to highlight: say what was wrong.
+    let message = match &error {
+        AppError::Validation(errors) if !errors.is_empty() => errors
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => error.to_string(),
+    };
     view! {
         <div class="form-error" role="alert">
-            <span>{error.to_string()}</span>
+            <span>{message}</span>
             " "
             {hint}
         </div>
@@ -148,7 +157,8 @@ pub fn NotFound() -> impl IntoView {
     }
 }
 
-/// The `?page=` of this URL (1 when absent or not a number).
+/// The `?page=` of this URL: 1 when absent or not a number, and within the pages a list can
+/// have (a number past a list's end then says so; the server functions refuse the rest).
 pub fn use_page_query() -> Memo<i64> {
     let query = leptos_router::hooks::use_query_map();
     Memo::new(move |_| {
@@ -157,6 +167,7 @@ pub fn use_page_query() -> Memo<i64> {
             .get("page")
             .and_then(|p| p.parse::<i64>().ok())
             .unwrap_or(1)
+            .clamp(1, crate::validate::PAGE_MAX)
     })
 }
 
@@ -188,6 +199,24 @@ pub fn Pager(page: i64, pages: i64, total: i64, href: String) -> impl IntoView {
             <span class="muted">{format!("Page {page} of {} · {total} in all", pages.max(1))}</span>
             {next.map(|h| view! { <A href=h>"Next →"</A> })}
         </nav>
+    }
+}
+
+/// What a list says for a page number past its end, with the way back to its last page.
+#[component]
+pub fn PastTheEnd(pages: i64, href: String) -> impl IntoView {
+    let pages = pages.max(1);
+    let last = href.replace("{page}", &pages.to_string());
+    let count = if pages == 1 {
+        "1 page".to_string()
+    } else {
+        format!("{pages} pages")
+    };
+    view! {
+        <p class="empty">
+            {format!("This page is past the end of the list, which has {count}. ")}
+            <A href=last>"Go to the last page"</A>
+        </p>
     }
 }
 

@@ -8,8 +8,10 @@ pub const DISPLAY_NAME_MAX: usize = 100;
 pub const PASSWORD_MIN: usize = 8;
 pub const PASSWORD_MAX: usize = 128;
 pub const TEXT_MAX: usize = 200;
-/// Larger than any single metered connection a utility serves (1 GW).
-pub const MAX_POWER_LIMIT_KW: f64 = 1_000_000.0;
+/// Larger than any single metered connection on a distribution network (100 MW).
+pub const MAX_POWER_LIMIT_KW: f64 = 100_000.0;
+/// One watt: the precision of a maximum power, and the smallest one.
+pub const MIN_POWER_LIMIT_KW: f64 = 0.001;
 
 /// Usernames are ASCII letters, digits and `. _ - @`, so that case-insensitive uniqueness means
 /// the same thing on every database.
@@ -77,22 +79,39 @@ pub fn password(input: &str) -> Result<String, String> {
     Ok(input.to_owned())
 }
 
-/// `max_power_kw` arrives as text from a form; it must be a positive finite number of kW.
+/// `max_power_kw` arrives as text from a form: a plain decimal number of kW from 0.001 to
+/// 100,000 with at most three decimals (one watt), written with a decimal point or a decimal
+/// comma ("7,5", as people write it in Romania).
 pub fn max_power_kw(input: &str) -> Result<f64, String> {
     let value = input.trim();
     if value.is_empty() {
         return Err("Maximum power is required.".into());
     }
-    let parsed: f64 = value
-        .parse()
-        .map_err(|_| "Maximum power must be a number, for example 3.5.".to_string())?;
-    if !parsed.is_finite() || parsed <= 0.0 {
-        return Err("Maximum power must be a positive number of kW.".into());
+    let not_a_number =
+        || "Maximum power must be a number of kW, for example 7.5 or 7,5.".to_string();
+    let out_of_range = || "Maximum power must be from 0.001 to 100 000 kW.".to_string();
+    // A negative number is a number, only out of range.
+    let (negative, value) = match value.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    };
+    let (whole, decimals) = match value.split_once(['.', ',']) {
+        Some((whole, decimals)) => (whole, decimals),
+        None => (value, ""),
+    };
+    // Digits only: no sign, exponent, thousands separator, second separator, `inf` or `NaN`.
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(decimals) || (whole.is_empty() && decimals.is_empty()) {
+        return Err(not_a_number());
     }
-    if parsed > MAX_POWER_LIMIT_KW {
-        return Err(format!(
-            "Maximum power must be at most {MAX_POWER_LIMIT_KW} kW."
-        ));
+    if decimals.len() > 3 {
+        return Err("Maximum power has at most three decimals (one watt).".into());
+    }
+    let parsed: f64 = format!("{whole}.{decimals}0")
+        .parse()
+        .map_err(|_| not_a_number())?;
+    if negative || !(MIN_POWER_LIMIT_KW..=MAX_POWER_LIMIT_KW).contains(&parsed) {
+        return Err(out_of_range());
     }
     Ok(parsed)
 }
@@ -167,11 +186,51 @@ mod tests {
     }
 
     #[test]
-    fn max_power_must_be_positive_finite() {
-        assert_eq!(max_power_kw(" 3.5 ").unwrap(), 3.5);
-        for bad in ["", "abc", "0", "-1", "NaN", "inf", "-inf", "1e300", "1,5"] {
-            assert!(max_power_kw(bad).is_err(), "{bad} accepted");
+    fn max_power_is_a_plain_decimal_in_range() {
+        for (input, kw) in [
+            (" 3.5 ", 3.5),
+            ("7,5", 7.5),
+            ("0,001", 0.001),
+            ("0.6", 0.6),
+            ("100000", 100_000.0),
+            ("100000,000", 100_000.0),
+            ("12.", 12.0),
+            (".25", 0.25),
+            ("0012.340", 12.34),
+        ] {
+            assert_eq!(max_power_kw(input), Ok(kw), "{input:?}");
         }
+        for bad in [
+            "",
+            "abc",
+            "0",
+            "0.0009",
+            "-1",
+            "+1",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e300",
+            "1e-300",
+            "1e3",
+            "100000.001",
+            "1.0005",
+            "1,000.5",
+            "1.000,5",
+            "1 000",
+            ".",
+            ",",
+            "1..2",
+            "١٢",
+        ] {
+            assert!(max_power_kw(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(max_power_kw("1.2345")
+            .unwrap_err()
+            .contains("three decimals"));
+        assert!(max_power_kw("0").unwrap_err().contains("0.001"));
+        assert!(max_power_kw("-3").unwrap_err().contains("0.001"));
+        assert!(max_power_kw("--3").unwrap_err().contains("for example"));
     }
 
     #[test]

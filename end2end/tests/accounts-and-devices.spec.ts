@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import {
   ADMIN, ADMIN_PASSWORD, CLIENT_PASSWORD, assignTo, createClient, createDevice, login, logout, open,
   unique,
@@ -83,7 +83,7 @@ test("validation errors are shown next to the fields", async ({ page }) => {
     "Description is required.",
   );
   await expect(page.locator('#max_power_kw ~ .field-error[data-field="max_power_kw"]')).toHaveText(
-    "Maximum power must be a number, for example 3.5.",
+    "Maximum power must be a number of kW, for example 7.5 or 7,5.",
   );
   await expect(page.locator('.field-error[data-field="address"]')).toHaveCount(0);
   await expect(page).toHaveURL(/\/admin\/devices\/new$/);
@@ -91,7 +91,7 @@ test("validation errors are shown next to the fields", async ({ page }) => {
   await page.fill("#max_power_kw", "-3");
   await page.getByRole("button", { name: "Create device" }).click();
   await expect(page.locator('.field-error[data-field="max_power_kw"]')).toHaveText(
-    "Maximum power must be a positive number of kW.",
+    "Maximum power must be from 0.001 to 100 000 kW.",
   );
 
   const taken = unique("taken");

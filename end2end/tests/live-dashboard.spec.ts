@@ -1,4 +1,5 @@
-import { expect, test, Page } from "@playwright/test";
+import { Page } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { CLIENT_PASSWORD, LiveServer, call, open, simulate, unique } from "./support";
 
 const MINUTE = 60_000;

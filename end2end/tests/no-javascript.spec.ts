@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import {
   ADMIN, ADMIN_PASSWORD, CLIENT_PASSWORD, assignTo, createClient, createDevice, login, loginWithoutScript,
   unique,

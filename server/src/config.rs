@@ -103,9 +103,26 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub consumer_batch_size: u64,
 
+    /// Reverse proxies (addresses or networks, comma-separated: `10.0.0.0/8,::1`) whose
+    /// `X-Forwarded-For` names the real client, for the sign-in throttle. Default: none, so the
+    /// header is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_ip_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// When set, `GET /metrics` answers only requests with `Authorization: Bearer <token>`.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Readings timestamped further ahead than this many seconds are rejected.
-    #[arg(long, env = "MAX_FUTURE_SECS", default_value_t = 300)]
+    #[arg(long, env = "MAX_FUTURE_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
     pub max_future_secs: u64,
+
+    /// Readings timestamped before this UTC date (or RFC 3339 time) are rejected as
+    /// `early_timestamp`: a meter that sends seconds instead of milliseconds lands there.
+    #[arg(long, env = "MIN_TIMESTAMP", default_value = "2000-01-01",
+          value_parser = parse_min_timestamp)]
+    pub min_timestamp: chrono::DateTime<chrono::Utc>,
 
     /// Fanout exchange that carries live events between server instances (with AMQP_URL).
     #[arg(long, env = "AMQP_EVENTS_EXCHANGE", default_value = "energy.events")]
@@ -196,6 +213,12 @@ impl Config {
             amqp_prefetch: 2000,
             consumer_batch_size: 1000,
             max_future_secs: 300,
+            metrics_token: None,
+            trusted_proxies: Vec::new(),
+            min_timestamp: chrono::DateTime::from_timestamp_millis(
+                crate::metering::message::DEFAULT_EARLIEST_MS,
+            )
+            .expect("2000-01-01 is a time"),
             amqp_events_exchange: "energy.events".into(),
             live_socket_buffer: 512,
             live_ping_secs: 25,
@@ -221,7 +244,10 @@ impl Config {
             topology: self.topology.clone(),
             prefetch: self.amqp_prefetch,
             batch_size: self.consumer_batch_size as usize,
-            max_future: Duration::from_secs(self.max_future_secs),
+            time_bounds: crate::metering::message::TimeBounds {
+                earliest_ms: self.min_timestamp.timestamp_millis(),
+                max_future_ms: self.max_future_secs as i64 * 1000,
+            },
             demo: self.demo.then(|| crate::metering::demo::DemoSettings {
                 interval: Duration::from_secs(self.demo_interval_secs),
                 peak_every: Duration::from_secs(self.demo_peak_every_secs),
@@ -275,6 +301,29 @@ impl Config {
     }
 }
 
+/// An address (`10.0.0.1`, one host) or a network (`10.0.0.0/8`).
+fn parse_ip_net(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{value:?} is neither an address nor a network like 10.0.0.0/8"))
+}
+
+/// `2000-01-01` (midnight UTC) or a full RFC 3339 time, not before the epoch.
+fn parse_min_timestamp(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let time = match chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        Ok(date) => date.and_time(chrono::NaiveTime::MIN).and_utc(),
+        Err(_) => chrono::DateTime::parse_from_rfc3339(value)
+            .map_err(|_| format!("{value:?} is neither a date (2000-01-01) nor an RFC 3339 time"))?
+            .to_utc(),
+    };
+    if time.timestamp_millis() < 0 {
+        return Err(format!("{value:?} is before 1970-01-01"));
+    }
+    Ok(time)
+}
+
 fn parse_fault(value: &str) -> Result<crate::metering::pipeline::Fault, String> {
     match value {
         "exit-after-alert-commit" => Ok(crate::metering::pipeline::Fault::ExitAfterAlertCommit),
@@ -303,5 +352,29 @@ mod tests {
             cli.config.site_origins,
             ["https://a.example", "http://b:8080"]
         );
+    }
+
+    #[test]
+    fn the_earliest_timestamp_is_a_date_or_a_time() {
+        let earliest = |args: &[&str]| {
+            let mut all = vec!["server"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| cli.config.metering().time_bounds.earliest_ms)
+        };
+        // 2000-01-01T00:00:00Z and 2020-06-01T12:00:00Z, computed by hand.
+        assert_eq!(earliest(&[]).unwrap(), 946_684_800_000);
+        assert_eq!(
+            earliest(&["--min-timestamp", "2020-06-01T14:00:00+02:00"]).unwrap(),
+            1_591_012_800_000
+        );
+        assert_eq!(earliest(&["--min-timestamp", "1970-01-01"]).unwrap(), 0);
+        let err = earliest(&["--min-timestamp", "01/01/2000"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("neither a date"), "{err}");
+        let err = earliest(&["--min-timestamp", "1969-12-31"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("before 1970"), "{err}");
     }
 }

@@ -5,11 +5,13 @@ pub mod api_status;
 pub mod bootstrap;
 pub mod config;
 pub mod db;
+pub mod guards;
 pub mod health;
 pub mod history;
 pub mod live;
 pub mod metering;
 pub mod origin;
+pub mod security_headers;
 pub mod session_store;
 pub mod startup;
 

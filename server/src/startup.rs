@@ -32,7 +32,7 @@ use crate::live::LiveService;
 use crate::metering::{MeterService, Metering};
 use crate::origin::{self, AllowedOrigins};
 use crate::session_store::DbSessionStore;
-use crate::{api_status, db, health};
+use crate::{api_status, db, guards, health, security_headers};
 
 pub struct Application {
     listener: TcpListener,
@@ -105,6 +105,7 @@ impl Application {
                 absolute_timeout: config.absolute_timeout(),
             },
             throttle: Arc::new(LoginThrottle::default()),
+            trusted_proxies: config.trusted_proxies.clone().into(),
             dummy_hash: app::auth::ssr::hash_password(uuid::Uuid::new_v4().to_string())
                 .await?
                 .into(),
@@ -294,7 +295,14 @@ fn router(
         )
         .route_service(
             "/metrics",
-            get(crate::metering::metrics::serve).with_state(metering.metrics.clone()),
+            get(crate::metering::metrics::serve).with_state(crate::metering::metrics::Exposition {
+                metrics: metering.metrics.clone(),
+                token: config
+                    .metrics_token
+                    .as_deref()
+                    .filter(|t| !t.is_empty())
+                    .map(std::sync::Arc::from),
+            }),
         )
         .route_service("/ws", get(ws::handler).with_state(ws))
         .route_service(
@@ -313,12 +321,18 @@ fn router(
         .layer(middleware::from_fn(api_status::map_error_status))
         .layer(middleware::from_fn(no_store_for_pages))
         .layer(sessions)
+        .layer(middleware::from_fn(guards::limit_api_bodies))
         .layer(middleware::from_fn_with_state(
             origins,
             origin::check_origin,
         ))
         // The wasm bundle shrinks to about a third with brotli.
         .layer(CompressionLayer::new())
+        .layer(middleware::from_fn(guards::catch_panics))
+        .layer(middleware::from_fn_with_state(
+            security_headers::Https(secure),
+            security_headers::add,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -6,7 +6,7 @@ use leptos_router::{
 
 use super::{get_account, list_accounts, Account, CreateAccount, DeleteAccount, UpdateAccount};
 use crate::auth::{Gate, Role};
-use crate::ui::{encode_component, ErrorBox, FieldMessage, FormMessage, Pager};
+use crate::ui::{encode_component, ErrorBox, FieldMessage, FormMessage, Pager, PastTheEnd};
 
 #[component]
 pub fn AccountsPage() -> impl IntoView {
@@ -63,7 +63,7 @@ fn AccountList() -> impl IntoView {
         <Transition fallback=|| view! { <p class="loading">"Loading accounts…"</p> }>
             {move || Suspend::new(async move {
                 match accounts.await {
-                    Ok(list) if list.items.is_empty() => {
+                    Ok(list) if list.total == 0 => {
                         let text = if q.get_untracked().is_empty() {
                             "No accounts here yet. Create the first one with “New account”."
                                 .to_string()
@@ -79,6 +79,9 @@ fn AccountList() -> impl IntoView {
                             "/admin/accounts?role={role}&q={}&page={{page}}",
                             encode_component(&q),
                         );
+                        if list.items.is_empty() {
+                            return view! { <PastTheEnd pages href/> }.into_any();
+                        }
                         view! {
                             <AccountTable accounts=list.items/>
                             <Pager page=current pages total href/>

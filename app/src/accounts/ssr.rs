@@ -74,7 +74,7 @@ pub async fn list<C: ConnectionTrait>(
     role: Option<Role>,
     page: i64,
 ) -> Result<Page<Account>, AppError> {
-    let page = Ord::max(page, 1);
+    let page = crate::validate::page(Some(page))?;
     let mut query = users::Entity::find();
     if let Some(role) = role {
         query = query.filter(users::Column::Role.eq(role.as_str()));

@@ -11,10 +11,11 @@ use super::{
 use crate::accounts::{list_client_options, ClientOption};
 use crate::auth::{Gate, Role};
 use crate::error::AppError;
-use crate::ui::{CopyId, ErrorBox, FieldMessage, FormMessage, Pager};
+use crate::ui::{CopyId, ErrorBox, FieldMessage, FormMessage, Pager, PastTheEnd};
 
+/// A maximum power as people read it: up to three decimals (watts), thousands grouped.
 fn kw(value: f64) -> String {
-    format!("{value} kW")
+    format!("{} kW", crate::live::format_number(value, 3))
 }
 
 #[component]
@@ -50,7 +51,7 @@ fn DeviceList() -> impl IntoView {
         <Transition fallback=|| view! { <p class="loading">"Loading devices…"</p> }>
             {move || Suspend::new(async move {
                 match devices.await {
-                    Ok(list) if list.items.is_empty() => {
+                    Ok(list) if list.total == 0 => {
                         view! {
                             <p class="empty">
                                 "No devices match this filter. Add one with “New device”."
@@ -62,6 +63,9 @@ fn DeviceList() -> impl IntoView {
                         let (pages, total, current) = (list.pages(), list.total, list.page);
                         let owner = owner.get_untracked();
                         let href = format!("/admin/devices?owner={owner}&page={{page}}");
+                        if list.items.is_empty() {
+                            return view! { <PastTheEnd pages href/> }.into_any();
+                        }
                         view! {
                             <DeviceTable devices=list.items/>
                             <Pager page=current pages total href/>

@@ -182,7 +182,15 @@ pub fn stale_after_ms(interval_ms: Option<i64>) -> i64 {
 pub fn format_kw(kw: f64) -> String {
     format!(
         "{} kW",
-        format_number(kw, if kw.abs() >= 100.0 { 1 } else { 2 })
+        format_number(
+            kw,
+            match kw.abs() {
+                a if a >= 100.0 => 1,
+                a if a >= 1.0 => 2,
+                // Small limits are set to the watt.
+                _ => 3,
+            }
+        )
     )
 }
 
@@ -261,6 +269,7 @@ mod tests {
         assert_eq!(format_number(999.96, 1), "1\u{202f}000");
         assert_eq!(format_kw(4.5), "4.5 kW");
         assert_eq!(format_kw(1500.0), "1\u{202f}500 kW");
+        assert_eq!(format_kw(0.005), "0.005 kW");
         assert_eq!(format_number(f64::NAN, 2), "–");
     }
 

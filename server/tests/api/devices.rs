@@ -47,11 +47,32 @@ async fn invalid_device_input_gets_a_message_per_field_and_changes_nothing(backe
     let admin = app.admin().await;
     for (power, expected) in [
         ("", "Maximum power is required."),
-        ("abc", "Maximum power must be a number, for example 3.5."),
-        ("0", "Maximum power must be a positive number of kW."),
-        ("-2", "Maximum power must be a positive number of kW."),
-        ("NaN", "Maximum power must be a positive number of kW."),
-        ("inf", "Maximum power must be a positive number of kW."),
+        (
+            "abc",
+            "Maximum power must be a number of kW, for example 7.5 or 7,5.",
+        ),
+        ("0", "Maximum power must be from 0.001 to 100 000 kW."),
+        ("-2", "Maximum power must be from 0.001 to 100 000 kW."),
+        (
+            "100000.5",
+            "Maximum power must be from 0.001 to 100 000 kW.",
+        ),
+        (
+            "NaN",
+            "Maximum power must be a number of kW, for example 7.5 or 7,5.",
+        ),
+        (
+            "inf",
+            "Maximum power must be a number of kW, for example 7.5 or 7,5.",
+        ),
+        (
+            "1e-300",
+            "Maximum power must be a number of kW, for example 7.5 or 7,5.",
+        ),
+        (
+            "0.0005",
+            "Maximum power has at most three decimals (one watt).",
+        ),
     ] {
         let reply = admin
             .call(
@@ -102,6 +123,20 @@ async fn invalid_device_input_gets_a_message_per_field_and_changes_nothing(backe
         .ok();
     assert_eq!(device["description"], "Kept");
     assert_eq!(device["max_power_kw"], 3.5);
+
+    // A decimal comma is a decimal point.
+    let reply = admin
+        .call(
+            "update_device",
+            &[
+                ("id", &id.to_string()),
+                ("description", "Kept"),
+                ("address", "x"),
+                ("max_power_kw", "7,25"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.ok()["max_power_kw"], 7.25);
     let total = admin.call("list_devices", &[]).await.ok()["total"].clone();
     assert_eq!(total, 1);
 }

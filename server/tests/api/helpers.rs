@@ -204,6 +204,8 @@ impl TestApp {
             http: reqwest::Client::builder()
                 .cookie_store(true)
                 .redirect(redirect::Policy::none())
+                // Every request has a deadline: a server that never answers fails the test.
+                .timeout(std::time::Duration::from_secs(60))
                 .build()
                 .expect("client"),
             address: self.address.clone(),

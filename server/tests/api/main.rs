@@ -9,6 +9,7 @@ mod accounts;
 mod auth;
 mod cli;
 mod devices;
+mod hardening;
 mod health;
 mod history;
 mod live;

@@ -9,6 +9,7 @@ crate::on_both_backends!(
     private_pages_are_not_cached,
     responses_are_compressed_for_clients_that_accept_it,
     unknown_pages_are_404,
+    every_answer_carries_the_security_headers,
 );
 
 async fn anonymous_visitors_are_sent_to_login(backend: Backend) {
@@ -90,5 +91,83 @@ async fn responses_are_compressed_for_clients_that_accept_it(backend: Backend) {
     assert_eq!(
         response.headers().get(header::CONTENT_ENCODING).unwrap(),
         "br"
+    );
+}
+
+async fn every_answer_carries_the_security_headers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let agent = app.agent();
+    let (status, headers, html) = agent.page("/login").await;
+    assert_eq!(status, StatusCode::OK);
+    let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    // The page's inline scripts carry the nonce its policy names, and nothing else runs.
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no nonce in {policy}"));
+    assert!(nonce.len() >= 16, "{nonce}");
+    assert!(html.contains(&format!("nonce=\"{nonce}\"")), "{html}");
+    for directive in [
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+        "base-uri 'none'",
+    ] {
+        assert!(policy.contains(directive), "{policy}");
+    }
+    let scripts = policy
+        .split(';')
+        .find(|d| d.trim().starts_with("script-src"))
+        .unwrap_or_else(|| panic!("no script-src in {policy}"));
+    assert!(
+        !scripts.contains("'unsafe-inline'") && !scripts.contains("'unsafe-eval'"),
+        "{scripts}"
+    );
+    // A fresh nonce for every page.
+    let (_, again, _) = agent.page("/login").await;
+    assert_ne!(again[header::CONTENT_SECURITY_POLICY], policy);
+
+    let api = agent.call("get_current_user", &[]).await.headers;
+    let metrics = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap()
+        .headers()
+        .clone();
+    let (_, missing, _) = agent.page("/no/such/page").await;
+    for (what, headers) in [
+        ("page", &headers),
+        ("api", &api),
+        ("metrics", &metrics),
+        ("404", &missing),
+    ] {
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{what}");
+        assert_eq!(headers[header::REFERRER_POLICY], "same-origin", "{what}");
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY", "{what}");
+        assert!(
+            headers[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'"),
+            "{what}"
+        );
+        // Plain http here: no HSTS.
+        assert!(
+            !headers.contains_key(header::STRICT_TRANSPORT_SECURITY),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        api[header::CONTENT_SECURITY_POLICY],
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+
+    let https = crate::helpers::spawn_app_with(backend, |c| {
+        c.site_origins = vec!["https://energy.example".into()];
+    })
+    .await;
+    let (_, headers, _) = https.agent().page("/login").await;
+    assert_eq!(
+        headers[header::STRICT_TRANSPORT_SECURITY],
+        "max-age=31536000"
     );
 }

@@ -1,0 +1,34 @@
+//! The Content-Security-Policy of pages. Leptos puts a fresh nonce on the inline scripts it
+//! writes (hydration, resources); the policy allows those and the site's own files, nothing
+//! else: no other origin's scripts, no inline event handlers, no framing.
+
+use leptos::prelude::*;
+
+/// The policy of a rendered page whose inline scripts carry `nonce`.
+///
+/// `style-src` allows inline styles: the gauges and charts size their bars with `style`
+/// attributes, and a style cannot run code. `connect-src 'self'` covers the dashboard's
+/// WebSocket on the same host.
+pub fn page_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// For every other answer (API, files, errors): nothing may run or load, nothing may frame it.
+pub const STRICT_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Sets the page's policy on the response being rendered, with this response's nonce.
+pub fn set_page_policy() {
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    if let Ok(value) = http::HeaderValue::from_str(&page_policy(&nonce)) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
+}
