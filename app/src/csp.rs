@@ -9,10 +9,14 @@ use leptos::prelude::*;
 /// `style-src` allows inline styles: the gauges and charts size their bars with `style`
 /// attributes, and a style cannot run code. `connect-src 'self'` covers the dashboard's
 /// WebSocket on the same host.
-pub fn page_policy(nonce: &str) -> String {
+/// Under `cargo leptos watch`, `live_reload` is the port of its reload socket.
+pub fn page_policy(nonce: &str, live_reload: Option<u16>) -> String {
+    let reload = live_reload
+        .map(|port| format!(" ws://*:{port}"))
+        .unwrap_or_default();
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
-         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'{reload}; \
          object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
 }
@@ -28,7 +32,13 @@ pub fn set_page_policy() {
     ) else {
         return;
     };
-    if let Ok(value) = http::HeaderValue::from_str(&page_policy(&nonce)) {
+    let live_reload = std::env::var_os("LEPTOS_WATCH").map(|_| {
+        std::env::var("LEPTOS_RELOAD_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(3001)
+    });
+    if let Ok(value) = http::HeaderValue::from_str(&page_policy(&nonce, live_reload)) {
         response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
     }
 }

@@ -61,6 +61,13 @@ impl Application {
     /// Connects and migrates the database, creates the configured accounts, and binds the
     /// listener (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config
+            .metrics_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            anyhow::bail!("METRICS_TOKEN is set but empty: set a token, or unset it");
+        }
         let url = db::resolve_url(config.database_url.as_deref())?;
         let db = db::connect_and_migrate(&url).await?;
         let demo_logins = if config.demo {
@@ -300,8 +307,7 @@ fn router(
                 token: config
                     .metrics_token
                     .as_deref()
-                    .filter(|t| !t.is_empty())
-                    .map(std::sync::Arc::from),
+                    .map(|t| std::sync::Arc::from(t.trim())),
             }),
         )
         .route_service("/ws", get(ws::handler).with_state(ws))

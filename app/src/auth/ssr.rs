@@ -35,21 +35,27 @@ fn argon2() -> Argon2<'static> {
 
 /// Hashes running at once: each takes 19 MiB and a core for tens of milliseconds, so more than
 /// one per core only adds memory. The rest queue here.
-fn hashing_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        tokio::sync::Semaphore::new(cores)
-    })
+/// A slot is held by the hashing task itself, so a request that is dropped midway (the client
+/// went away) does not free it while its hash still runs.
+async fn hashing_slot() -> Option<tokio::sync::OwnedSemaphorePermit> {
+    static SLOTS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
+        std::sync::OnceLock::new();
+    SLOTS
+        .get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            std::sync::Arc::new(tokio::sync::Semaphore::new(cores))
+        })
+        .clone()
+        .acquire_owned()
+        .await
+        .ok()
 }
 
 /// Hashes on a blocking thread: one hash takes tens of milliseconds.
 pub async fn hash_password(password: String) -> Result<String, AppError> {
-    let _slot = hashing_slots()
-        .acquire()
-        .await
-        .map_err(|_| AppError::Internal)?;
+    let slot = hashing_slot().await.ok_or(AppError::Internal)?;
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let salt = SaltString::generate(&mut OsRng);
         argon2()
             .hash_password(password.as_bytes(), &salt)
@@ -68,16 +74,19 @@ pub async fn hash_password(password: String) -> Result<String, AppError> {
 
 /// Verifies on a blocking thread; a malformed stored hash counts as a mismatch (and is logged).
 pub async fn verify_password(password: String, hash: String) -> bool {
-    let Ok(_slot) = hashing_slots().acquire().await else {
+    let Some(slot) = hashing_slot().await else {
         return false;
     };
-    tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
-        Ok(parsed) => argon2()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(e) => {
-            tracing::error!(error = %e, "stored password hash is malformed");
-            false
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        match PasswordHash::new(&hash) {
+            Ok(parsed) => argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(e) => {
+                tracing::error!(error = %e, "stored password hash is malformed");
+                false
+            }
         }
     })
     .await
@@ -133,7 +142,18 @@ async fn client_address(trusted_proxies: &[ipnet::IpNet]) -> String {
                 .collect::<Vec<_>>()
                 .join(",")
         });
-    client_ip(peer.ip(), forwarded.as_deref(), trusted_proxies).to_string()
+    throttle_key(client_ip(peer.ip(), forwarded.as_deref(), trusted_proxies))
+}
+
+/// The throttle's name for a client address: an IPv4 address as it is, an IPv6 one by its /64
+/// (one host usually holds a whole /64, and could take a fresh address for every guess).
+pub fn throttle_key(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => ipnet::Ipv6Net::new(v6, 64)
+            .map(|net| net.trunc().to_string())
+            .unwrap_or_else(|_| v6.to_string()),
+        v4 => v4.to_string(),
+    }
 }
 
 /// Who a request is from. `X-Forwarded-For` is believed only from a trusted proxy, and only up
@@ -144,6 +164,8 @@ pub fn client_ip(
     forwarded_for: Option<&str>,
     trusted: &[ipnet::IpNet],
 ) -> std::net::IpAddr {
+    // A dual-stack listener sees IPv4 peers as `::ffff:a.b.c.d`.
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -154,7 +176,7 @@ pub fn client_ip(
         let parsed = hop
             .parse::<std::net::IpAddr>()
             .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()));
-        let Ok(ip) = parsed else {
+        let Ok(ip) = parsed.map(|ip| ip.to_canonical()) else {
             // A hop a trusted proxy wrote but no one can read: go no further.
             return nearest;
         };
@@ -184,7 +206,10 @@ pub async fn sign_in(username: &str, password: &str) -> Result<CurrentUser, AppE
     if !missing.is_empty() {
         return Err(AppError::Validation(missing));
     }
-    if password.chars().count() > crate::validate::PASSWORD_MAX {
+    // No account has a longer name or password: refuse before the throttle keeps the text.
+    if password.chars().count() > crate::validate::PASSWORD_MAX
+        || username.trim().len() > crate::validate::USERNAME_MAX
+    {
         return Err(AppError::InvalidCredentials);
     }
 
@@ -422,6 +447,28 @@ mod tests {
             client_ip(ip("10.0.0.2"), Some("198.51.100.1"), &[]),
             ip("10.0.0.2")
         );
+        // A dual-stack listener's view of an IPv4 proxy.
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.2"), Some("198.51.100.1"), &trusted),
+            ip("198.51.100.1")
+        );
+    }
+
+    #[test]
+    fn an_ipv6_client_is_throttled_by_its_64() {
+        use super::throttle_key;
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            throttle_key(ip("2001:db8:1:2:aaaa::1")),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            throttle_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(throttle_key(ip("2001:db8:1:3::1")), "2001:db8:1:2::/64");
+        assert_eq!(throttle_key(ip("198.51.100.7")), "198.51.100.7");
+        assert_eq!(throttle_key(ip("::ffff:198.51.100.7")), "198.51.100.7");
     }
 
     #[test]

@@ -70,8 +70,16 @@ struct Failures {
 const MAX_ENTRIES: usize = 100_000;
 
 fn record<K: Hash + Eq>(table: &mut HashMap<K, Failures>, key: K, budget: &Budget, now: Instant) {
-    if table.len() >= MAX_ENTRIES {
+    if table.len() >= MAX_ENTRIES && !table.contains_key(&key) {
         table.retain(|_, f| now.saturating_duration_since(f.last) < budget.window);
+        // Still full of recent keys (a flood of made-up names or addresses): forget the older
+        // half, so that the table stays bounded and the sweep stays rare.
+        if table.len() >= MAX_ENTRIES {
+            let mut lasts: Vec<Instant> = table.values().map(|f| f.last).collect();
+            let (_, median, _) = lasts.select_nth_unstable(MAX_ENTRIES / 2);
+            let median = *median;
+            table.retain(|_, f| f.last > median);
+        }
     }
     let entry = table.entry(key).or_insert(Failures {
         count: 0,

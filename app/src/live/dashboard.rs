@@ -142,8 +142,11 @@ pub fn DeviceCard(data: DeviceLive, base_seq: i64, show_owner: bool) -> impl Int
         let ratio = power().unwrap_or(0.0) / (1.5 * max_kw);
         format!("{:.1}%", (ratio * 100.0).clamp(0.0, 100.0))
     };
+    // Over the maximum as the peak rule counts it: to the milliwatt, so a power of exactly the
+    // maximum (0.6000000000000005 kW against 0.6) is not shown as over.
+    let over = move |p: f64| (p * 1e6).round() > (max_kw * 1e6).round();
     let level = move || match power() {
-        Some(p) if p > max_kw => "over",
+        Some(p) if over(p) => "over",
         Some(p) if p > 0.8 * max_kw => "high",
         _ => "ok",
     };

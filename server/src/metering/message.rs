@@ -11,7 +11,7 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// Largest register accepted, kWh (1 TWh). No meter's register reaches it; a value above it is
 /// a unit or encoding error. The bound also keeps every interval's power finite (at most
-/// 1e9 kWh in 1 ms) and registers exact to the µWh in the peak rule's fixed point.
+/// 1e9 kWh in 1 ms) and registers exact to the mWh in the peak rule's fixed point.
 pub const MAX_REGISTER_KWH: f64 = 1e9;
 
 /// 2000-01-01T00:00:00Z, the default earliest timestamp accepted.

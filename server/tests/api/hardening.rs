@@ -54,8 +54,8 @@ async fn out_of_range_page_numbers_get_a_clear_answer_on_every_list(backend: Bac
     }
     // In a page's URL, a number outside the pages a list can have is taken as the nearest one:
     // past the end, the list says so; below 1, it is page 1.
-    app.create_device(&admin, "Only device", None).await;
-    for path in ["/admin/accounts?role=all", "/admin/devices?owner=all"] {
+    // (The device list's page past its end: `a_page_past_the_end_of_a_list_says_so`.)
+    for path in ["/admin/accounts?role=all"] {
         for page in [huge[0], huge[5]] {
             let url = format!("{path}&page={page}");
             let (status, _, html) = answered_within(&admin, &url, Duration::from_secs(10)).await;
@@ -100,8 +100,7 @@ async fn answered_within(
 async fn bodies_too_large_or_not_utf8_get_4xx(backend: Backend) {
     let app = spawn_app(backend).await;
     let (admin, cookie) = app.login_cookie(ADMIN, ADMIN_PASSWORD).await;
-    // A connection of its own for each: the server answers 413 without reading the rest of the
-    // body, and then closes the connection.
+    // A connection of its own for each: after a 413 the server may close the connection.
     let post = |body: Vec<u8>| {
         reqwest::Client::new()
             .post(format!("{}/api/create_device", admin.address))
@@ -239,9 +238,15 @@ async fn two_hundred_concurrent_sign_ins_stay_within_a_memory_bound() {
     );
     // Unknown users are checked against a hash all the same: every one reached argon2.
     assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
-    // One slot per core (2 here): two hashes' memory at a time, not 200 (3.8 GiB).
+    // One slot per core of this machine (the server's too): that many hashes' memory at a
+    // time, 19 MiB each, and some slack; not 200 of them (3.8 GiB).
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let bound_mib = 19 * cores + 62;
     let grown_mib = peak.saturating_sub(before) / 1024;
-    assert!(grown_mib <= 100, "the peak grew by {grown_mib} MiB");
+    assert!(
+        grown_mib <= bound_mib,
+        "the peak grew by {grown_mib} MiB (bound {bound_mib} MiB for {cores} cores)"
+    );
     drop(server);
     drop_topology(&topology).await;
 }
