@@ -9,6 +9,7 @@ mod m20261127_000003_create_sessions;
 mod m20261127_000004_create_readings_alerts;
 mod m20261201_000005_live_events;
 mod m20261201_000006_consumption_hourly;
+mod m20261202_000007_dead_letter_counts;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_create_readings_alerts::Migration),
             Box::new(m20261201_000005_live_events::Migration),
             Box::new(m20261201_000006_consumption_hourly::Migration),
+            Box::new(m20261202_000007_dead_letter_counts::Migration),
         ]
     }
 }

@@ -304,6 +304,7 @@ fn router(
             "/metrics",
             get(crate::metering::metrics::serve).with_state(crate::metering::metrics::Exposition {
                 metrics: metering.metrics.clone(),
+                db: state.db.clone(),
                 token: config
                     .metrics_token
                     .as_deref()

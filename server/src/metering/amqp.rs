@@ -7,11 +7,15 @@
 //! afterwards. Deliveries that were not acknowledged come back and are recognised as
 //! duplicates. Dead letters are published on a connection of their own, so that a broker
 //! blocking publishers (memory or disk alarm) never stalls the consuming connection's acks.
+//! Each session also drains the dead-letter queue into the `dead_letters` table, where admins
+//! see them; readings the broker itself dead-lettered at the delivery limit are stored after
+//! all on the way (see [`drain`]).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -21,9 +25,10 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use simulator::publisher::redact;
-use simulator::topology::{is_refusal, Topology, DETAIL_HEADER, REASON_HEADER};
+use simulator::topology::{header_text, is_refusal, Topology, DETAIL_HEADER, REASON_HEADER};
 use tokio_util::sync::CancellationToken;
 
+use super::dead_letters::{self, DELIVERY_LIMIT};
 use super::pipeline::{Pipeline, Verdict};
 
 /// How the consumer reaches and reads its queue.
@@ -109,7 +114,7 @@ async fn close(connection: Connection) {
 
 async fn session(
     settings: &AmqpSettings,
-    pipeline: &Pipeline,
+    pipeline: &Arc<Pipeline>,
     cancel: &CancellationToken,
     sessions: &mut u64,
     acked: &mut bool,
@@ -144,7 +149,7 @@ async fn consume(
     connection: &Connection,
     publishing: &Connection,
     settings: &AmqpSettings,
-    pipeline: &Pipeline,
+    pipeline: &Arc<Pipeline>,
     cancel: &CancellationToken,
     sessions: &mut u64,
     acked: &mut bool,
@@ -196,6 +201,10 @@ async fn consume(
         Ok(c) => c,
         Err(e) => return lost("cannot consume", e),
     };
+    let mut drain = match start_drain(connection, settings, pipeline, cancel).await {
+        Ok(task) => task,
+        Err(e) => return lost("cannot consume the dead-letter queue", e),
+    };
 
     let metrics = pipeline.metrics().clone();
     if *sessions > 0 {
@@ -246,6 +255,10 @@ async fn consume(
         let first = tokio::select! {
             next = consumer.next() => next,
             _ = cancel.cancelled() => break Ended::Stopped,
+            ended = &mut drain => break Ended::Lost(match ended {
+                Ok(reason) => reason,
+                Err(e) => format!("the dead-letter drain stopped: {e}"),
+            }),
         };
         let mut batch: Vec<Delivery> = Vec::with_capacity(settings.batch_size);
         match first {
@@ -280,6 +293,7 @@ async fn consume(
         }
     };
     lag.abort();
+    drain.abort();
     ended
 }
 
@@ -372,6 +386,165 @@ async fn handle_batch(
             .map_err(|e| Ended::Lost(format!("cannot acknowledge: {e}")))?;
     }
     Ok(())
+}
+
+/// Consumes the dead-letter queue into the `dead_letters` table, on a channel of its own.
+async fn start_drain(
+    connection: &Connection,
+    settings: &AmqpSettings,
+    pipeline: &Arc<Pipeline>,
+    cancel: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<String>, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(DRAIN_PREFETCH, BasicQosOptions::default())
+        .await?;
+    let tag = format!("energy-server-dead-letters-{}", uuid::Uuid::new_v4());
+    let consumer = channel
+        .basic_consume(
+            settings.topology.dead_letter_queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(tokio::spawn(drain(
+        consumer,
+        channel,
+        Arc::clone(pipeline),
+        cancel.clone(),
+    )))
+}
+
+/// Dead letters the drain holds unacknowledged at once.
+const DRAIN_PREFETCH: u16 = 20;
+
+/// Takes each dead letter into the table and acknowledges it after the commit. A message with
+/// our reason header was rejected by a consumer: it is kept as it is. One without was
+/// dead-lettered by the broker itself, at the delivery limit: every lost consumer session
+/// (a crash, or a database outage longer than the broker's consumer timeout) returns its
+/// unacknowledged deliveries and counts towards that limit, so a valid reading can end up here.
+/// It gets one more try through the pipeline (stored once, or rejected with its real reason),
+/// and is kept as `delivery_limit` only if that try panics. Returns why it stopped.
+async fn drain(
+    mut consumer: lapin::Consumer,
+    channel: Channel,
+    pipeline: Arc<Pipeline>,
+    cancel: CancellationToken,
+) -> String {
+    let metrics = pipeline.metrics().clone();
+    loop {
+        let delivery = tokio::select! {
+            next = consumer.next() => next,
+            _ = cancel.cancelled() => return "stopping".into(),
+        };
+        let delivery = match delivery {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return format!("dead-letter delivery failed: {e}"),
+            None => return "the broker cancelled the dead-letter consumer".into(),
+        };
+        let reason = header_text(&delivery.properties, REASON_HEADER);
+        let kept = match reason {
+            Some(reason) => {
+                let detail = header_text(&delivery.properties, DETAIL_HEADER).unwrap_or_default();
+                let gone = gone(&cancel, &channel);
+                keep_until_done(&pipeline, &reason, &detail, &delivery.data, gone).await
+            }
+            None => retry_dead_lettered(&pipeline, delivery.data.clone(), &cancel, &channel).await,
+        };
+        if !kept {
+            return "the dead-letter channel closed while the database was unavailable".into();
+        }
+        metrics.dead_letters_kept.fetch_add(1, Relaxed);
+        if let Err(e) = channel
+            .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
+            .await
+        {
+            return format!("cannot acknowledge a dead letter: {e}");
+        }
+    }
+}
+
+/// A reading the broker dead-lettered, tried once more. `false` when `gone` completed first.
+async fn retry_dead_lettered(
+    pipeline: &Arc<Pipeline>,
+    body: Vec<u8>,
+    cancel: &CancellationToken,
+    channel: &Channel,
+) -> bool {
+    // Its own task, so that a message which panics the pipeline is kept instead of taking the
+    // drain down with it (the dead-letter queue has no delivery limit to stop a crash loop).
+    let attempt = {
+        let (pipeline, body) = (Arc::clone(pipeline), body.clone());
+        let gone = gone(cancel, channel);
+        tokio::spawn(async move { pipeline.process_until_done(&[&body], gone).await })
+    };
+    let metrics = pipeline.metrics();
+    match attempt.await {
+        Ok(None) => false,
+        Ok(Some(verdicts)) => match verdicts.into_iter().next() {
+            Some(Verdict::Rejected(rejection)) => {
+                let detail = rejection.to_string();
+                let gone = gone(cancel, channel);
+                keep_until_done(pipeline, rejection.code(), &detail, &body, gone).await
+            }
+            Some(Verdict::Stored) => {
+                metrics.dead_letters_recovered.fetch_add(1, Relaxed);
+                tracing::info!("a reading dead-lettered at the delivery limit is stored");
+                true
+            }
+            _ => true,
+        },
+        Err(e) => {
+            let detail = format!(
+                "the broker dead-lettered it at the delivery limit and trying it again failed: {e}"
+            );
+            tracing::error!(%detail, "a dead letter cannot be processed");
+            let gone = gone(cancel, channel);
+            keep_until_done(pipeline, DELIVERY_LIMIT, &detail, &body, gone).await
+        }
+    }
+}
+
+/// Completes when retrying is moot: the server stops, or the channel went (its deliveries come
+/// back).
+fn gone(
+    cancel: &CancellationToken,
+    channel: &Channel,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (cancel, channel) = (cancel.clone(), channel.clone());
+    async move {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = closed(&channel) => {}
+        }
+    }
+}
+
+/// Keeps a dead letter, retrying while the database is unavailable; `false` when `gone`
+/// completed first.
+async fn keep_until_done(
+    pipeline: &Pipeline,
+    reason: &str,
+    detail: &str,
+    body: &[u8],
+    gone: impl std::future::Future<Output = ()>,
+) -> bool {
+    tokio::pin!(gone);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match dead_letters::keep(pipeline.db(), reason, detail, body, Utc::now()).await {
+            Ok(()) => return true,
+            Err(error) => {
+                tracing::warn!(%error, "cannot keep a dead letter; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = &mut gone => return false,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 /// Completes when the channel is no longer usable.

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DbErr};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::dead_letters;
 use super::pipeline::{Pipeline, Verdict};
-use app::sql::Sql;
 
 /// The sending side of the in-process queue (cheap to clone).
 #[derive(Clone)]
@@ -86,11 +85,12 @@ pub async fn run(
             if let Verdict::Rejected(rejection) = verdict {
                 tracing::warn!(reason = rejection.code(), detail = %rejection, "message rejected");
                 let mut delay = Duration::from_millis(100);
-                while let Err(error) = keep_dead_letter(
+                while let Err(error) = dead_letters::keep(
                     pipeline.db(),
                     rejection.code(),
                     &rejection.to_string(),
                     body,
+                    Utc::now(),
                 )
                 .await
                 {
@@ -104,26 +104,4 @@ pub async fn run(
             }
         }
     }
-}
-
-async fn keep_dead_letter(
-    db: &impl ConnectionTrait,
-    reason: &str,
-    detail: &str,
-    payload: &[u8],
-) -> Result<(), DbErr> {
-    let mut sql = Sql::new(db.get_database_backend());
-    sql.push("INSERT INTO dead_letters (id, reason, detail, payload, received_at) VALUES (")
-        .param(uuid::Uuid::new_v4())
-        .push(", ")
-        .param(reason)
-        .push(", ")
-        .param(detail)
-        .push(", ")
-        .param(payload.to_vec())
-        .push(", ")
-        .param(Utc::now())
-        .push(")");
-    db.execute_raw(sql.build()).await?;
-    Ok(())
 }

@@ -52,6 +52,11 @@ pub struct Metrics {
     pub bus_reconnects: AtomicU64,
     /// Reading updates not passed on because the event bus was unavailable or full.
     pub readings_dropped: AtomicU64,
+    /// Messages this instance took from the dead-letter queue into the `dead_letters` table.
+    pub dead_letters_kept: AtomicU64,
+    /// Readings the broker dead-lettered on its own (delivery limit) that this instance took
+    /// from the dead-letter queue and stored after all.
+    pub dead_letters_recovered: AtomicU64,
 }
 
 impl Metrics {
@@ -82,6 +87,8 @@ impl Metrics {
             events_filled: AtomicU64::new(0),
             bus_reconnects: AtomicU64::new(0),
             readings_dropped: AtomicU64::new(0),
+            dead_letters_kept: AtomicU64::new(0),
+            dead_letters_recovered: AtomicU64::new(0),
         }
     }
 
@@ -274,6 +281,17 @@ impl Metrics {
                 "Live reading updates not passed on because the event bus was unavailable or full.",
                 &self.readings_dropped,
             ),
+            (
+                "energy_dead_letters_drained_total",
+                "Messages taken from the dead-letter queue into the dead_letters table.",
+                &self.dead_letters_kept,
+            ),
+            (
+                "energy_dead_letters_recovered_total",
+                "Readings the broker dead-lettered at the delivery limit, stored from the \
+                 dead-letter queue after all.",
+                &self.dead_letters_recovered,
+            ),
         ] {
             counter(&mut out, name, help, value.load(Relaxed));
         }
@@ -285,6 +303,8 @@ impl Metrics {
 #[derive(Clone)]
 pub struct Exposition {
     pub metrics: std::sync::Arc<Metrics>,
+    /// For the dead letters kept, which every instance shares.
+    pub db: sea_orm::DatabaseConnection,
     /// When set, a scrape must send `Authorization: Bearer <token>`.
     pub token: Option<std::sync::Arc<str>>,
 }
@@ -313,14 +333,44 @@ pub async fn serve(
                 .into_response();
         }
     }
+    let mut text = exposition.metrics.render();
+    text.push_str(&dead_letter_gauge(
+        super::dead_letters::counts_by_reason(&exposition.db).await,
+    ));
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        exposition.metrics.render(),
+        text,
     )
         .into_response()
+}
+
+/// The dead letters kept by reason (all instances: read from the table at each scrape). When
+/// the database does not answer, the gauge is left out rather than shown as zero.
+fn dead_letter_gauge(counts: Result<Vec<(String, i64)>, sea_orm::DbErr>) -> String {
+    let name = "energy_dead_letters";
+    let mut out = format!(
+        "# HELP {name} Dead letters kept in the database, repeats counted, by reason.\n\
+         # TYPE {name} gauge\n"
+    );
+    match counts {
+        Ok(counts) => {
+            for (reason, n) in counts {
+                let reason = reason
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot count the dead letters for /metrics");
+            let _ = writeln!(out, "# {name} unavailable: the database did not answer");
+        }
+    }
+    out
 }
 
 /// Compares without stopping at the first difference, so the time taken does not tell how
@@ -339,6 +389,19 @@ mod tests {
         assert!(!same_secret(b"s3cret", b"s3creT"));
         assert!(!same_secret(b"s3cre", b"s3cret"));
         assert!(!same_secret(b"", b"s3cret"));
+    }
+
+    #[test]
+    fn dead_letters_are_a_gauge_by_reason_and_absent_when_unknown() {
+        let text = dead_letter_gauge(Ok(vec![
+            ("unknown_device".into(), 3),
+            ("odd\"reason".into(), 1),
+        ]));
+        assert!(text.contains("# TYPE energy_dead_letters gauge\n"));
+        assert!(text.contains("energy_dead_letters{reason=\"unknown_device\"} 3\n"));
+        assert!(text.contains("energy_dead_letters{reason=\"odd\\\"reason\"} 1\n"));
+        let text = dead_letter_gauge(Err(sea_orm::DbErr::Custom("down".into())));
+        assert!(!text.contains("energy_dead_letters{"), "{text}");
     }
 
     #[test]

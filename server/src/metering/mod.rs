@@ -6,6 +6,7 @@
 //! [`demo`] is the built-in meter feed.
 
 pub mod amqp;
+pub mod dead_letters;
 pub mod demo;
 pub mod episodes;
 pub mod local;

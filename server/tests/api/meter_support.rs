@@ -394,3 +394,82 @@ pub async fn delete_exchange(name: &str) {
     }
     let _ = connection.close(200, "bye".into()).await;
 }
+
+/// A TCP proxy in front of the broker whose connections a test can cut: the broker then sees
+/// its clients go away (their unacknowledged deliveries return to the queue) and the clients
+/// see their connection fail.
+pub struct CutProxy {
+    /// An AMQP URL through the proxy.
+    pub url: String,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    pub async fn start() -> CutProxy {
+        let broker: lapin::uri::AMQPUri = amqp_url().parse().expect("an AMQP URL");
+        let upstream = format!("{}:{}", broker.authority.host, broker.authority.port);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = {
+            let links = links.clone();
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let upstream = upstream.clone();
+                    let link = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    links.lock().unwrap().push(link.abort_handle());
+                }
+            })
+        };
+        CutProxy {
+            url: format!(
+                "amqp://{}:{}@127.0.0.1:{port}/%2f",
+                broker.authority.userinfo.username, broker.authority.userinfo.password
+            ),
+            links,
+            accept,
+        }
+    }
+
+    /// Cuts every open connection; returns how many there were.
+    pub fn cut(&self) -> usize {
+        let links = std::mem::take(&mut *self.links.lock().unwrap());
+        let open = links.iter().filter(|l| !l.is_finished()).count();
+        for link in links {
+            link.abort();
+        }
+        open
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// Messages ready (not delivered) in a queue.
+pub async fn ready_messages(queue: &str) -> u32 {
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("broker");
+    let channel = connection.create_channel().await.expect("channel");
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let ready = channel
+        .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
+        .await
+        .expect("the queue exists")
+        .message_count();
+    let _ = connection.close(200, "bye".into()).await;
+    ready
+}

@@ -7,14 +7,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::options::BasicGetOptions;
-use lapin::{Connection, ConnectionProperties};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use server::metering::message::{Rejection, TimeBounds};
 use server::metering::metrics::Metrics;
 use server::metering::pipeline::{Pipeline, Verdict};
 use server::metering::store::NewAlert;
-use simulator::topology::{header_text, REASON_HEADER};
 use simulator::MeterMessage;
 use uuid::Uuid;
 
@@ -214,46 +211,51 @@ async fn malformed_messages_are_dead_lettered_with_their_reason_and_block_nothin
     .await;
     assert_eq!(lost_and_duplicated(&app.db, &messages).await, (0, 0));
 
-    // Read the dead-letter queue back.
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let mut reasons = Vec::new();
-    let mut bodies_seen = Vec::new();
+    // Every instance drains the dead-letter queue into the table; read it back.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while reasons.len() < bad.len() {
+    let kept = loop {
+        let kept = dead_letter_rows(&app.db).await;
+        let n: i64 = kept.iter().map(|(_, _, count)| count).sum();
+        if n as usize >= bad.len() {
+            break kept;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "only {} dead letters of {}",
-            reasons.len(),
+            "only {n} dead letters of {} in the table",
             bad.len()
         );
-        match channel
-            .basic_get(
-                topology.dead_letter_queue.as_str().into(),
-                BasicGetOptions { no_ack: true },
-            )
-            .await
-            .unwrap()
-        {
-            Some(message) => {
-                reasons.push(header_text(&message.delivery.properties, REASON_HEADER).unwrap());
-                bodies_seen.push(message.delivery.data.clone());
-            }
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut reasons: Vec<String> = kept
+        .iter()
+        .flat_map(|(reason, _, count)| std::iter::repeat_n(reason.clone(), *count as usize))
+        .collect();
     let mut want: Vec<String> = bad.iter().map(|(_, r)| r.to_string()).collect();
     want.sort();
     reasons.sort();
     assert_eq!(reasons, want);
-    for (body, _) in &bad {
-        assert!(bodies_seen.contains(body), "the dead letter keeps its body");
+    for (body, reason) in &bad {
+        assert!(
+            kept.iter().any(|(r, b, _)| r == reason && b == body),
+            "the dead letter keeps its body ({reason})"
+        );
+    }
+    assert_eq!(
+        app.metering.metrics.dead_letters_kept.load(Relaxed) as usize,
+        bad.len()
+    );
+    // /metrics shows them by reason: the table's counts, worked out here from the catalogue.
+    let text = get_text(&format!("{}/metrics", app.address)).await;
+    let mut by_reason = std::collections::BTreeMap::<&str, usize>::new();
+    for (_, reason) in &bad {
+        *by_reason.entry(reason).or_default() += 1;
+    }
+    for (reason, n) in by_reason {
+        let line = format!("energy_dead_letters{{reason=\"{reason}\"}} {n}\n");
+        assert!(text.contains(&line), "{line} missing from\n{text}");
     }
     assert_eq!(app.metering.metrics.rejected("unknown_device"), 1);
     assert_eq!(app.metering.metrics.rejected("wrong_type"), 4);
-    let _ = connection.close(200, "bye".into()).await;
     drop_topology(&topology).await;
 }
 
@@ -447,26 +449,9 @@ async fn readings_survive_the_database_being_unavailable() {
     wait_for_rows(&app.db, "readings", 2_000, Duration::from_secs(60)).await;
 
     // Refuse new connections and end the app's for five seconds.
-    let admin = Database::connect(postgres_admin_url()).await.unwrap();
-    admin
-        .execute_unprepared(&format!(
-            "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS false"
-        ))
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-        ))
-        .await
-        .unwrap();
+    database_accepts_connections(&name, false).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    admin
-        .execute_unprepared(&format!(
-            "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS true"
-        ))
-        .await
-        .unwrap();
+    database_accepts_connections(&name, true).await;
 
     let stats = publisher.await.unwrap();
     assert_eq!(stats.confirmed, 12_000);
@@ -479,6 +464,107 @@ async fn readings_survive_the_database_being_unavailable() {
     assert_eq!((lost, duplicated), (0, 0));
     assert!(retries > 0, "the outage was noticed");
     assert_eq!(stored_alerts(&app.db).await, expected);
+    drop_topology(&topology).await;
+}
+
+/// The quorum queue counts every return of an unacknowledged delivery towards its delivery
+/// limit, failures or not. With the database down, each lost consumer session returns the
+/// readings it held; past the limit the broker dead-letters them, valid as they are. The
+/// server's dead-letter drain must store them once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_dead_lettered_at_the_delivery_limit_are_stored_after_all() {
+    let mut topology = topology();
+    topology.delivery_limit = 3;
+    let proxy = CutProxy::start().await;
+    let app = {
+        let (topology, url) = (topology.clone(), proxy.url.clone());
+        spawn_app_with(Backend::Postgres, move |c| {
+            c.amqp_url = Some(url);
+            c.topology = topology;
+        })
+        .await
+    };
+    let name = current_database(&app).await;
+    let max = 5.0;
+    let devices = create_devices(&app.db, 2, max).await;
+    let (messages, expected) = feed(&devices, 60, max);
+    let metrics = app.metering.metrics.clone();
+
+    database_accepts_connections(&name, false).await;
+    let stats = publish(&topology, messages.iter().map(MeterMessage::to_json)).await;
+    assert_eq!(stats.confirmed as usize, messages.len());
+    // Each time a new session holds the readings (none ready; the first session tried to store
+    // them, later ones saw them come back), cut its connection: the broker takes them back. One
+    // return more than the limit, and the broker dead-letters them.
+    let sessions = topology.delivery_limit as u64 + 1;
+    let mut redelivered_before = 0;
+    for cut in 0..sessions {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = ready_messages(&topology.queue).await;
+            let redelivered = metrics.redelivered.load(Relaxed);
+            let tried = metrics.transient_failures.load(Relaxed);
+            let holds = if cut == 0 {
+                tried > 0
+            } else {
+                redelivered > redelivered_before
+            };
+            if ready == 0 && holds {
+                redelivered_before = redelivered;
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cut {cut}: {ready} readings ready, {redelivered} redelivered, {tried} tries"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(proxy.cut() > 0, "cut {cut}: the consumer had no connection");
+    }
+    // The database comes back only once the last cut session has ended (a session that is
+    // still retrying could store its batch and only then find its channel gone) and the broker
+    // has dead-lettered the readings.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let reconnects = metrics.reconnects.load(Relaxed);
+        let dead = ready_messages(&topology.dead_letter_queue).await;
+        if reconnects >= sessions && dead > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{reconnects} reconnects, {dead} dead letters waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    database_accepts_connections(&name, true).await;
+
+    wait_for_rows(
+        &app.db,
+        "readings",
+        messages.len() as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    let (lost, duplicated) = lost_and_duplicated(&app.db, &messages).await;
+    let recovered = metrics.dead_letters_recovered.load(Relaxed);
+    let reconnects = metrics.reconnects.load(Relaxed);
+    println!(
+        "delivery limit {}: {} readings, sessions dropped = {sessions}, reconnects = {reconnects}, \
+         recovered from the dead-letter queue = {recovered}, lost = {lost}, duplicated = {duplicated}",
+        topology.delivery_limit,
+        messages.len()
+    );
+    // The fault happened: the sessions were lost and the broker dead-lettered valid readings.
+    assert!(reconnects >= sessions, "only {reconnects} reconnects");
+    assert!(recovered > 0, "the broker dead-lettered nothing");
+    assert_eq!((lost, duplicated), (0, 0));
+    assert_eq!(stored_alerts(&app.db).await, expected);
+    assert_eq!(
+        dead_letter_rows(&app.db).await.len(),
+        0,
+        "a valid reading was kept as a dead letter"
+    );
     drop_topology(&topology).await;
 }
 
@@ -535,8 +621,21 @@ async fn the_embedded_queue_stores_readings_and_keeps_dead_letters() {
         queue.send(m.to_json()).await.unwrap();
     }
     queue.send(b"{\"oops\":1}".to_vec()).await.unwrap();
+    queue.send(b"{\"oops\":1}".to_vec()).await.unwrap();
     wait_for_rows(&app.db, "readings", 120, Duration::from_secs(30)).await;
     wait_for_rows(&app.db, "dead_letters", 1, Duration::from_secs(30)).await;
+    // The same body again for the same reason counts on the row it has.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = dead_letter_rows(&app.db).await;
+        if rows.iter().map(|(_, _, n)| n).sum::<i64>() >= 2 {
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            assert_eq!(rows[0].2, 2);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(lost_and_duplicated(&app.db, &messages).await, (0, 0));
     assert_eq!(stored_alerts(&app.db).await, expected);
     let row = app
@@ -586,6 +685,45 @@ async fn health_is_503_while_the_broker_is_unreachable() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["database"], "ok");
     assert_eq!(body["queue"], "disconnected");
+}
+
+/// Lets the test database take connections again, or refuses new ones and ends those open.
+async fn database_accepts_connections(name: &str, allowed: bool) {
+    let admin = Database::connect(postgres_admin_url()).await.unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS {allowed}"
+        ))
+        .await
+        .unwrap();
+    if !allowed {
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .await
+            .unwrap();
+    }
+    let _ = admin.close().await;
+}
+
+/// The `dead_letters` table: (reason, body, count) of each row.
+async fn dead_letter_rows(db: &sea_orm::DatabaseConnection) -> Vec<(String, Vec<u8>, i64)> {
+    db.query_all_raw(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT reason, payload, count FROM dead_letters",
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        (
+            row.try_get_by_index(0).unwrap(),
+            row.try_get_by_index(1).unwrap(),
+            row.try_get_by_index(2).unwrap(),
+        )
+    })
+    .collect()
 }
 
 async fn current_database(app: &TestApp) -> String {

@@ -1,0 +1,64 @@
+//! The `dead_letters` table: messages that can never be stored, kept with their reason so that
+//! an operator can see them. Both queues end here: the in-process queue writes its rejects
+//! directly, and with RabbitMQ every instance drains the dead-letter queue into it
+//! ([`super::amqp`]). The same body dead-lettered again for the same reason counts on its row
+//! (`count`, `last_seen_at`) instead of adding one.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr};
+use sha2::{Digest, Sha256};
+
+use app::sql::Sql;
+
+/// Reason given to a message the broker dead-lettered on its own (delivery limit reached) whose
+/// second try, from the dead-letter queue, did not finish either.
+pub const DELIVERY_LIMIT: &str = "delivery_limit";
+
+/// Keeps one dead letter, or counts it again when its body was kept for the same reason.
+pub async fn keep(
+    db: &impl ConnectionTrait,
+    reason: &str,
+    detail: &str,
+    payload: &[u8],
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let mut hash = Sha256::new();
+    hash.update(reason.as_bytes());
+    hash.update([0]);
+    hash.update(payload);
+    let digest = format!("{:x}", hash.finalize());
+    let mut sql = Sql::new(db.get_database_backend());
+    sql.push(
+        "INSERT INTO dead_letters (id, reason, detail, payload, received_at, count, \
+         last_seen_at, digest) VALUES (",
+    )
+    .param(uuid::Uuid::new_v4())
+    .push(", ")
+    .param(reason)
+    .push(", ")
+    .param(detail)
+    .push(", ")
+    .param(payload.to_vec())
+    .push(", ")
+    .param(at)
+    .push(", 1, ")
+    .param(at)
+    .push(", ")
+    .param(digest)
+    .push(
+        ") ON CONFLICT (digest) DO UPDATE SET count = dead_letters.count + 1, \
+         detail = excluded.detail, last_seen_at = excluded.last_seen_at",
+    );
+    db.execute_raw(sql.build()).await?;
+    Ok(())
+}
+
+/// Dead letters kept, counted with their repeats, by reason (sorted by reason).
+pub async fn counts_by_reason(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>, DbErr> {
+    let mut sql = Sql::new(db.get_database_backend());
+    sql.push("SELECT reason, CAST(SUM(count) AS BIGINT) AS n FROM dead_letters GROUP BY reason ORDER BY reason");
+    let rows = db.query_all_raw(sql.build()).await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("", "reason")?, row.try_get("", "n")?)))
+        .collect()
+}
