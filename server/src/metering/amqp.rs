@@ -255,10 +255,11 @@ async fn consume(
         let first = tokio::select! {
             next = consumer.next() => next,
             _ = cancel.cancelled() => break Ended::Stopped,
-            ended = &mut drain => break Ended::Lost(match ended {
-                Ok(reason) => reason,
-                Err(e) => format!("the dead-letter drain stopped: {e}"),
-            }),
+            ended = &mut drain => break match ended {
+                _ if cancel.is_cancelled() => Ended::Stopped,
+                Ok(reason) => Ended::Lost(reason),
+                Err(e) => Ended::Lost(format!("the dead-letter drain stopped: {e}")),
+            },
         };
         let mut batch: Vec<Delivery> = Vec::with_capacity(settings.batch_size);
         match first {
