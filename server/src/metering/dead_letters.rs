@@ -14,6 +14,9 @@ use app::sql::Sql;
 /// second try, from the dead-letter queue, did not finish either.
 pub const DELIVERY_LIMIT: &str = "delivery_limit";
 
+/// The longest reason the table keeps.
+const REASON_CHARS: usize = 64;
+
 /// Keeps one dead letter, or counts it again when its body was kept for the same reason.
 pub async fn keep(
     db: &impl ConnectionTrait,
@@ -22,6 +25,12 @@ pub async fn keep(
     payload: &[u8],
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    // The column holds 64 characters; a longer reason (a header set by someone else) must not
+    // make the insert fail for good, which the drain would take for an outage and retry forever.
+    let reason = match reason.char_indices().nth(REASON_CHARS) {
+        Some((end, _)) => &reason[..end],
+        None => reason,
+    };
     let mut hash = Sha256::new();
     hash.update(reason.as_bytes());
     hash.update([0]);
@@ -61,4 +70,36 @@ pub async fn counts_by_reason(db: &impl ConnectionTrait) -> Result<Vec<(String, 
     rows.iter()
         .map(|row| Ok((row.try_get("", "reason")?, row.try_get("", "n")?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{Database, Statement};
+
+    #[tokio::test]
+    async fn a_reason_too_long_for_its_column_is_cut_not_refused() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        db.execute_unprepared(
+            "CREATE TABLE dead_letters (id TEXT, reason VARCHAR(64), detail TEXT, payload BLOB, \
+             received_at TEXT, count BIGINT NOT NULL DEFAULT 1, last_seen_at TEXT, \
+             digest VARCHAR(64) UNIQUE)",
+        )
+        .await
+        .unwrap();
+        let long = "é".repeat(70);
+        keep(&db, &long, "d", b"x", Utc::now()).await.unwrap();
+        keep(&db, &long, "d", b"x", Utc::now()).await.unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT reason, count FROM dead_letters",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let reason: String = row.try_get_by_index(0).unwrap();
+        assert_eq!(reason, "é".repeat(64));
+        assert_eq!(row.try_get_by_index::<i64>(1).unwrap(), 2);
+    }
 }
