@@ -25,12 +25,15 @@ pub async fn keep(
     payload: &[u8],
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    // The column holds 64 characters; a longer reason (a header set by someone else) must not
-    // make the insert fail for good, which the drain would take for an outage and retry forever.
+    // An insert that fails for good would be taken for an outage and retried forever, holding
+    // its message: the reason column holds 64 characters (a header set by someone else may be
+    // longer), and PostgreSQL text cannot hold NUL (which such a header may carry).
     let reason = match reason.char_indices().nth(REASON_CHARS) {
         Some((end, _)) => &reason[..end],
         None => reason,
     };
+    let reason = reason.replace('\0', "\u{fffd}");
+    let detail = detail.replace('\0', "\u{fffd}");
     let mut hash = Sha256::new();
     hash.update(reason.as_bytes());
     hash.update([0]);
@@ -43,7 +46,7 @@ pub async fn keep(
     )
     .param(uuid::Uuid::new_v4())
     .push(", ")
-    .param(reason)
+    .param(reason.as_str())
     .push(", ")
     .param(detail)
     .push(", ")
@@ -78,7 +81,7 @@ mod tests {
     use sea_orm::{Database, Statement};
 
     #[tokio::test]
-    async fn a_reason_too_long_for_its_column_is_cut_not_refused() {
+    async fn reasons_too_long_and_nul_characters_are_mended_not_refused() {
         let db = Database::connect("sqlite::memory:").await.unwrap();
         db.execute_unprepared(
             "CREATE TABLE dead_letters (id TEXT, reason VARCHAR(64), detail TEXT, payload BLOB, \
@@ -88,18 +91,24 @@ mod tests {
         .await
         .unwrap();
         let long = "é".repeat(70);
-        keep(&db, &long, "d", b"x", Utc::now()).await.unwrap();
-        keep(&db, &long, "d", b"x", Utc::now()).await.unwrap();
+        keep(&db, &long, "field \"a\0b\"", b"x", Utc::now())
+            .await
+            .unwrap();
+        keep(&db, &long, "field \"a\0b\"", b"x", Utc::now())
+            .await
+            .unwrap();
         let row = db
             .query_one_raw(Statement::from_string(
                 db.get_database_backend(),
-                "SELECT reason, count FROM dead_letters",
+                "SELECT reason, detail, count FROM dead_letters",
             ))
             .await
             .unwrap()
             .unwrap();
         let reason: String = row.try_get_by_index(0).unwrap();
         assert_eq!(reason, "é".repeat(64));
-        assert_eq!(row.try_get_by_index::<i64>(1).unwrap(), 2);
+        let detail: String = row.try_get_by_index(1).unwrap();
+        assert_eq!(detail, "field \"a\u{fffd}b\"");
+        assert_eq!(row.try_get_by_index::<i64>(2).unwrap(), 2);
     }
 }
