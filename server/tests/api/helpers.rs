@@ -329,7 +329,10 @@ impl Agent {
             .expect("request sent");
         let status = response.status();
         let headers = response.headers().clone();
-        (status, headers, response.text().await.expect("body"))
+        match response.text().await {
+            Ok(body) => (status, headers, body),
+            Err(error) => panic!("body of {path}: {error}\n{}", stuck_threads()),
+        }
     }
 
     /// The signed-in user's username, or `None` when anonymous.
@@ -403,4 +406,39 @@ pub async fn raise_alert(app: &TestApp, device: Uuid) -> Uuid {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Where this process's threads are, for a page that never finished: a hang in a render shows
+/// as a thread waiting on a lock (gdb writes to a file, as a pipe could fill while every thread
+/// here is stopped).
+fn stuck_threads() -> String {
+    let file = std::env::temp_dir().join(format!("stuck-{}.txt", std::process::id()));
+    let command = format!(
+        "gdb -p {} -batch -ex 'thread apply all bt 40' > {} 2>&1",
+        std::process::id(),
+        file.display()
+    );
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .status();
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let _ = std::fs::remove_file(&file);
+    let wanted: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("Thread")
+                || [
+                    "reactive_graph",
+                    "leptos",
+                    "tachys",
+                    "RwLock",
+                    "Mutex",
+                    "futex",
+                ]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .collect();
+    format!("gdb ({ran:?}):\n{}", wanted.join("\n"))
 }
