@@ -261,6 +261,17 @@ fn default_origins(addr: SocketAddr) -> Vec<String> {
     origins
 }
 
+/// The app's routes, listed once per process. Leptos lists them by rendering the app with every
+/// resource held pending, and the switch that holds them is one flag for the whole process: a
+/// page rendered by another server in the same process meanwhile (the test suite runs several)
+/// would wait forever for its data. Listing once, with every later caller waiting for that list,
+/// means no page can render while the switch is on.
+fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 fn router(
     state: AppState,
     store: DbSessionStore,
@@ -270,7 +281,7 @@ fn router(
     metering: Metering,
     ws: Arc<WsContext>,
 ) -> Router {
-    let routes = generate_route_list(App);
+    let routes = route_list();
     let context = {
         let state = state.clone();
         move || provide_context(state.clone())

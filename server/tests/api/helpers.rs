@@ -193,6 +193,7 @@ impl Reply {
 }
 
 /// One browser-like user agent: its own cookie jar, redirects not followed.
+#[derive(Clone)]
 pub struct Agent {
     pub http: reqwest::Client,
     pub address: String,

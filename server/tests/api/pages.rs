@@ -171,3 +171,63 @@ async fn every_answer_carries_the_security_headers(backend: Backend) {
         "max-age=31536000"
     );
 }
+
+/// Leptos lists an app's routes by rendering it with every resource held pending, through one
+/// flag for the whole process. A server starting beside others (as in this test suite) must not
+/// leave their pages waiting forever for their data; CI saw `/admin/accounts`, `/admin/devices`
+/// and `/dashboard` stall that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_while_other_servers_start_in_the_same_process() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let app = spawn_app(Backend::Sqlite).await;
+    let admin = app.admin().await;
+    let starting = Arc::new(AtomicBool::new(true));
+    let (loaded, stalled) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let loaders: Vec<_> = (0..3)
+        .map(|_| {
+            let (admin, starting) = (admin.clone(), starting.clone());
+            let (loaded, stalled) = (loaded.clone(), stalled.clone());
+            tokio::spawn(async move {
+                while starting.load(Relaxed) {
+                    match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        admin.page("/admin/accounts"),
+                    )
+                    .await
+                    {
+                        Ok((status, _, html)) => {
+                            assert_eq!(status, StatusCode::OK);
+                            assert!(html.contains("Search accounts"), "{html}");
+                            loaded.fetch_add(1, Relaxed);
+                        }
+                        Err(_) => {
+                            stalled.fetch_add(1, Relaxed);
+                            return;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut started = Vec::new();
+    for _ in 0..8 {
+        started.push(spawn_app(Backend::Sqlite).await);
+    }
+    starting.store(false, Relaxed);
+    for loader in loaders {
+        loader.await.unwrap();
+    }
+    let (loaded, stalled) = (loaded.load(Relaxed), stalled.load(Relaxed));
+    println!("pages while 8 servers started: {loaded} loaded, {stalled} stalled past 10 s");
+    assert_eq!(
+        stalled, 0,
+        "{stalled} page loads never finished ({loaded} did)"
+    );
+    assert!(
+        loaded >= 8,
+        "only {loaded} pages loaded while the servers started"
+    );
+}
