@@ -327,7 +327,7 @@ impl Agent {
             .header(header::ACCEPT, "text/html")
             .send()
             .await
-            .expect("request sent");
+            .unwrap_or_else(|error| panic!("{path}: {error}\n{}", stuck_threads()));
         let status = response.status();
         let headers = response.headers().clone();
         match response.text().await {
@@ -409,9 +409,9 @@ pub async fn raise_alert(app: &TestApp, device: Uuid) -> Uuid {
     }
 }
 
-/// Where this process's threads are, for a page that never finished: a hang in a render shows
-/// as a thread waiting on a lock (gdb writes to a file, as a pipe could fill while every thread
-/// here is stopped).
+/// Where this process's threads are, for a page that never finished. A deadlock shows as a
+/// thread waiting on a lock; every thread idle means a future that is never woken. (gdb writes
+/// to a file: a pipe could fill while every thread here is stopped.)
 fn stuck_threads() -> String {
     let file = std::env::temp_dir().join(format!("stuck-{}.txt", std::process::id()));
     let command = format!(
