@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod dead_letters;
 pub mod devices;
 pub mod error;
 pub mod history;
@@ -28,7 +29,8 @@ use leptos_router::{
 };
 
 use crate::accounts::{AccountPage, AccountsPage, NewAccountPage};
-use crate::auth::{Auth, HomeRedirect, LoginPage};
+use crate::auth::{Auth, HomeRedirect, LoginPage, MyAccountPage};
+use crate::dead_letters::DeadLettersPage;
 use crate::devices::{DevicePage, DevicesPage, NewDevicePage};
 use crate::history::{DayPage, MonthPage};
 use crate::live::{AdminLivePage, AlertsPage, DashboardPage, Live, Toasts};
@@ -74,6 +76,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=HomeRedirect ssr=SsrMode::Async/>
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
+                    <Route path=path!("/account") view=MyAccountPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=|| view! { <leptos_router::components::Redirect path="/admin/accounts"/> } ssr=SsrMode::Async/>
                     <Route path=path!("/admin/accounts") view=AccountsPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/accounts/new") view=NewAccountPage ssr=SsrMode::Async/>
@@ -82,6 +85,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/devices/new") view=NewDevicePage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/devices/:id") view=DevicePage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/live") view=AdminLivePage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/dead-letters") view=DeadLettersPage ssr=SsrMode::Async/>
                     <Route path=path!("/dashboard") view=DashboardPage ssr=SsrMode::Async/>
                     <Route path=path!("/alerts") view=AlertsPage ssr=SsrMode::Async/>
                     <Route path=path!("/devices/:id/day") view=DayPage ssr=SsrMode::Async/>

@@ -34,6 +34,8 @@ pub struct AppState {
     /// This server's live position and the relay's wake-up call.
     pub live: crate::live::ssr::LiveHandle,
     pub history: crate::history::ssr::HistorySettings,
+    /// Sends dead letters through the metering pipeline again.
+    pub replay: Arc<dyn crate::dead_letters::ssr::Replay>,
 }
 
 /// The state provided to this request's server function or page render.

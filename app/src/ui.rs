@@ -55,6 +55,7 @@ pub fn Header() -> impl IntoView {
                             <A href="/admin/live">"Live"</A>
                             <A href="/admin/accounts">"Accounts"</A>
                             <A href="/admin/devices">"Devices"</A>
+                            <A href="/admin/dead-letters">"Dead letters"</A>
                         }
                             .into_any(),
                         Role::Client => view! { <A href="/dashboard">"My devices"</A> }.into_any(),
@@ -64,7 +65,9 @@ pub fn Header() -> impl IntoView {
                         <div class="whoami">
                             <ConnectionBadge/>
                             <UnreadBadge/>
-                            <span class="user-name">{user.display_name.clone()}</span>
+                            <A href="/account" attr:class="user-name" attr:title="Your account">
+                                {user.display_name.clone()}
+                            </A>
                             <span class="badge">{user.role.as_str()}</span>
                             <ActionForm action=auth.logout>
                                 <button type="submit" class="link">"Sign out"</button>

@@ -121,6 +121,18 @@ pub fn uuid(input: &str, field: &str) -> Result<uuid::Uuid, AppError> {
     uuid::Uuid::parse_str(input.trim()).map_err(|_| AppError::field(field, "Not a valid id."))
 }
 
+/// A meter's id as it sends it (`sensor_id`): a UUID, not the nil one.
+pub fn meter_id(input: &str) -> Result<uuid::Uuid, String> {
+    match uuid::Uuid::parse_str(input.trim()) {
+        Ok(id) if !id.is_nil() => Ok(id),
+        _ => Err(
+            "Not a meter id: a UUID such as 7c9e6679-7425-40de-944b-e07fc1f90ae7, as the meter \
+             sends it."
+                .into(),
+        ),
+    }
+}
+
 /// Most pages a list can be asked for: far beyond any real list, far below where offsets
 /// overflow.
 pub const PAGE_MAX: i64 = 1_000_000;

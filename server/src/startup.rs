@@ -101,22 +101,10 @@ impl Application {
                 Env::PROD
             })
             .build();
+        let dummy_hash = app::auth::ssr::hash_password(uuid::Uuid::new_v4().to_string())
+            .await?
+            .into();
         let live_handle = app::live::ssr::LiveHandle::default();
-        let state = AppState {
-            history: config.history(),
-            live: live_handle.clone(),
-            db: db.clone(),
-            leptos_options,
-            sessions: SessionSettings {
-                idle_timeout: config.idle_timeout(),
-                absolute_timeout: config.absolute_timeout(),
-            },
-            throttle: Arc::new(LoginThrottle::default()),
-            trusted_proxies: config.trusted_proxies.clone().into(),
-            dummy_hash: app::auth::ssr::hash_password(uuid::Uuid::new_v4().to_string())
-                .await?
-                .into(),
-        };
         let cancel = CancellationToken::new();
         let metering_settings = config.metering();
         let metrics = MeterService::metrics_for(&metering_settings);
@@ -130,6 +118,20 @@ impl Application {
         .await?;
         let (meter, metering) =
             MeterService::new(db.clone(), metering_settings, metrics, live.sink());
+        let state = AppState {
+            history: config.history(),
+            live: live_handle.clone(),
+            db: db.clone(),
+            leptos_options,
+            sessions: SessionSettings {
+                idle_timeout: config.idle_timeout(),
+                absolute_timeout: config.absolute_timeout(),
+            },
+            throttle: Arc::new(LoginThrottle::default()),
+            trusted_proxies: config.trusted_proxies.clone().into(),
+            dummy_hash,
+            replay: meter.replay(),
+        };
         let store = DbSessionStore::new(db.clone(), live_handle);
         let secure = config.cookie_secure.unwrap_or_else(|| origins.any_https());
         let ws = Arc::new(WsContext {

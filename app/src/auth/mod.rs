@@ -8,10 +8,13 @@ use uuid::Uuid;
 use crate::error::AppError;
 use crate::ui::{ErrorBox, FieldMessage, NotAllowed};
 
+mod account;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 #[cfg(feature = "ssr")]
 pub mod throttle;
+
+pub use account::MyAccountPage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,6 +78,17 @@ pub async fn logout() -> Result<(), AppError> {
     ssr::sign_out().await?;
     leptos_axum::redirect("/login");
     Ok(())
+}
+
+/// Changes the signed-in user's own password (`current`, then `new` twice); their other
+/// sessions end, this one goes on.
+#[server(prefix = "/api", endpoint = "change_password")]
+pub async fn change_password(
+    current: String,
+    new: String,
+    confirm: String,
+) -> Result<(), AppError> {
+    ssr::change_password(&current, &new, &confirm).await
 }
 
 /// The signed-in user, or `None` for an anonymous visitor.

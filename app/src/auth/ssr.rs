@@ -251,6 +251,88 @@ pub async fn sign_in(username: &str, password: &str) -> Result<CurrentUser, AppE
     Ok(user.into())
 }
 
+/// Changes the signed-in user's password after checking the current one (through the login
+/// throttle, so a borrowed session cannot guess it), and ends every other session of theirs.
+pub async fn change_password(current: &str, new: &str, confirm: &str) -> Result<(), AppError> {
+    use crate::validate::{self, Fields};
+    use sea_orm::{ActiveModelTrait, Set};
+
+    let user = current_user().await?;
+    let mut fields = Fields::default();
+    if current.is_empty() {
+        fields.check::<()>("current", Err("Enter your current password.".into()));
+    }
+    if let Some(new) = fields.check("new", validate::password(new)) {
+        if new != confirm {
+            fields.check::<()>("confirm", Err("The two new passwords differ.".into()));
+        } else if new == current {
+            fields.check::<()>(
+                "new",
+                Err("Choose a password other than your current one.".into()),
+            );
+        }
+    }
+    fields.finish()?;
+    let wrong = || AppError::field("current", "This is not your current password.");
+    if current.chars().count() > crate::validate::PASSWORD_MAX {
+        return Err(wrong());
+    }
+
+    let state = state()?;
+    let account = user.username.to_ascii_lowercase();
+    let address = client_address(&state.trusted_proxies).await;
+    if let Err(wait) = state.throttle.begin(&account, &address, Instant::now()) {
+        return Err(AppError::TooManyAttempts {
+            retry_after_secs: wait.as_secs_f64().ceil() as u64,
+        });
+    }
+    let model = users::Entity::find_by_id(user.id)
+        .one(&state.db)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    if !verify_password(current.to_owned(), model.password_hash.clone()).await {
+        state.throttle.failed(&account, &address, Instant::now());
+        tracing::info!(user = %user.id, %address, "wrong current password");
+        return Err(wrong());
+    }
+    state.throttle.succeeded(&account, &address);
+    let hash = hash_password(new.to_owned()).await?;
+    let this_session = session().await?.id().map(|id| id.to_string());
+
+    let txn = crate::sql::begin_write(&state.db).await?;
+    let mut model: users::ActiveModel = model.into();
+    model.password_hash = Set(hash);
+    model.update(&txn).await?;
+    let others: Vec<String> = sessions::Entity::find()
+        .filter(sessions::Column::UserId.eq(user.id))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .filter(|id| Some(id) != this_session.as_ref())
+        .collect();
+    if !others.is_empty() {
+        sessions::Entity::delete_many()
+            .filter(sessions::Column::Id.is_in(others.iter().cloned()))
+            .exec(&txn)
+            .await?;
+        let ended: Vec<_> = others
+            .iter()
+            .map(|id| {
+                crate::live::ssr::Outgoing::private(
+                    user.id,
+                    crate::live::LiveEvent::SessionEnded(Some(crate::live::ssr::session_hash(id))),
+                )
+            })
+            .collect();
+        crate::live::ssr::append(&txn, &ended).await?;
+    }
+    txn.commit().await?;
+    state.live.wake();
+    tracing::info!(user = %user.id, sessions_ended = others.len(), "password changed");
+    Ok(())
+}
+
 pub async fn sign_out() -> Result<(), AppError> {
     session().await?.flush().await?;
     Ok(())

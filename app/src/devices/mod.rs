@@ -86,13 +86,15 @@ pub async fn list_my_devices() -> Result<Vec<Device>, AppError> {
     ssr::owned_by(&crate::state::db()?, user.id).await
 }
 
-/// Creates a device (optionally assigned at once) and opens its page.
+/// Creates a device (optionally assigned at once) and opens its page. `meter_id` is the id its
+/// meter sends as `sensor_id`; left out or blank, a new one is made.
 #[server(prefix = "/api", endpoint = "create_device")]
 pub async fn create_device(
     description: String,
     address: String,
     max_power_kw: String,
     owner_id: Option<String>,
+    meter_id: Option<String>,
 ) -> Result<Device, AppError> {
     crate::auth::ssr::require_admin().await?;
     let state = crate::state::state()?;
@@ -102,6 +104,7 @@ pub async fn create_device(
         &address,
         &max_power_kw,
         owner_id.as_deref().unwrap_or(""),
+        meter_id.as_deref().unwrap_or(""),
     )
     .await?;
     state.live.wake();

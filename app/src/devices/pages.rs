@@ -114,7 +114,7 @@ pub fn OwnerFilterForm(owner: Memo<String>) -> impl IntoView {
 #[component]
 fn DeviceTable(devices: Vec<Device>) -> impl IntoView {
     view! {
-        <table class="list" data-testid="devices-table">
+        <table class="list stack" data-testid="devices-table">
             <thead>
                 <tr>
                     <th>"Description"</th>
@@ -133,15 +133,20 @@ fn DeviceTable(devices: Vec<Device>) -> impl IntoView {
                         view! {
                             <tr>
                                 <td><A href=href>{d.description}</A></td>
-                                <td>{d.address}</td>
-                                <td class="num">{kw(d.max_power_kw)}</td>
-                                <td>
+                                <td data-label="Address">{d.address}</td>
+                                <td class="num" data-label="Max power">{kw(d.max_power_kw)}</td>
+                                <td data-label="Client" data-testid="device-client">
                                     {match d.owner {
-                                        Some(o) => view! { <span>{o.display_name}</span> }.into_any(),
+                                        Some(o) => view! {
+                                            <span>{o.display_name}</span>
+                                            " "
+                                            <span class="muted">{format!("({})", o.username)}</span>
+                                        }
+                                            .into_any(),
                                         None => view! { <span class="muted">"Unassigned"</span> }.into_any(),
                                     }}
                                 </td>
-                                <td><code class="uuid" title=d.id.to_string()>{short}"…"</code></td>
+                                <td data-label="Id"><code class="uuid" title=d.id.to_string()>{short}"…"</code></td>
                             </tr>
                         }
                     })
@@ -196,6 +201,15 @@ fn NewDeviceForm() -> impl IntoView {
                     </Transition>
                 </select>
                 <FieldMessage error field="owner_id"/>
+                <label for="meter_id">"Meter id (optional)"</label>
+                <input id="meter_id" name="meter_id" autocomplete="off" spellcheck="false"
+                    placeholder="Blank: a new id is made"/>
+                <p class="hint">
+                    "The UUID the meter sends as sensor_id, when the meter exists already. Its "
+                    "earlier messages wait under "<A href="/admin/dead-letters">"Dead letters"</A>
+                    " to be replayed."
+                </p>
+                <FieldMessage error field="meter_id"/>
                 <FormMessage error/>
                 <button type="submit" class="primary" disabled=move || pending.get()>
                     {move || if pending.get() { "Creating…" } else { "Create device" }}
@@ -257,14 +271,46 @@ fn DeviceDetail() -> impl IntoView {
     );
     let clients = Resource::new(|| (), |_| list_client_options());
     let created = move || query.read().get("created").is_some();
+    // What the last change did; a change under way clears what an earlier one said.
+    let notice = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        if let Some(Ok(device)) = assign.value().get() {
+            notice.set(Some(match device.owner {
+                Some(o) => format!("Assigned to {} ({}).", o.display_name, o.username),
+                None => "Unassigned.".into(),
+            }));
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = unassign.value().get() {
+            notice.set(Some("Unassigned: no client sees this device now.".into()));
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = update.value().get() {
+            notice.set(Some("Saved.".into()));
+        }
+    });
+    Effect::new(move |_| {
+        if assign.pending().get() || unassign.pending().get() || update.pending().get() {
+            notice.set(None);
+        }
+    });
     view! {
         <div class="page-head">
             <h1>"Device"</h1>
             <A href="/admin/devices">"← All devices"</A>
         </div>
-        <Show when=created>
+        <Show when=move || created() && notice.with(Option::is_none)>
             <p class="notice" role="status">"Device created."</p>
         </Show>
+        {move || {
+            notice
+                .get()
+                .map(|text| {
+                    view! { <p class="notice" role="status" data-testid="device-notice">{text}</p> }
+                })
+        }}
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match (device.await, clients.await) {
@@ -296,7 +342,6 @@ fn DeviceEditor(
             .or_else(|| unassign.value().get().and_then(Result::err))
     });
     let delete_error = Signal::derive(move || delete.value().get().and_then(Result::err));
-    let saved = move || matches!(update.value().get(), Some(Ok(_)));
     let pending = update.pending();
     let id = device.id.to_string();
     let (assign_id, unassign_id, update_id, delete_id) =
@@ -361,9 +406,6 @@ fn DeviceEditor(
                     max_power_kw=device.max_power_kw.to_string()
                 />
                 <FormMessage error/>
-                <Show when=saved>
-                    <p class="notice" role="status">"Saved."</p>
-                </Show>
                 <button type="submit" class="primary" disabled=move || pending.get()>
                     {move || if pending.get() { "Saving…" } else { "Save changes" }}
                 </button>

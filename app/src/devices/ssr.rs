@@ -127,9 +127,14 @@ pub async fn create<C: ConnectionTrait + TransactionTrait<Transaction = Database
     address: &str,
     max_power_kw: &str,
     owner_id: &str,
+    meter_id: &str,
 ) -> Result<Device, AppError> {
     let mut fields = Fields::default();
     let values = check_fields(&mut fields, description, address, max_power_kw);
+    let id = match meter_id.trim() {
+        "" => Some(Uuid::new_v4()),
+        other => fields.check("meter_id", validate::meter_id(other)),
+    };
     let owner = match owner_id.trim() {
         "" => None,
         other => fields.check(
@@ -138,14 +143,18 @@ pub async fn create<C: ConnectionTrait + TransactionTrait<Transaction = Database
         ),
     };
     fields.finish()?;
-    let values = values.ok_or(AppError::Internal)?;
+    let (values, id) = values.zip(id).ok_or(AppError::Internal)?;
     let owner = match owner {
         Some(id) => Some(client(db, id, "owner_id").await?),
         None => None,
     };
+    let taken = || AppError::field("meter_id", "A device with this meter id already exists.");
     let txn = begin_write(db).await?;
+    if devices::Entity::find_by_id(id).one(&txn).await?.is_some() {
+        return Err(taken());
+    }
     let model = devices::ActiveModel {
-        id: Set(Uuid::new_v4()),
+        id: Set(id),
         description: Set(values.description),
         address: Set(values.address),
         max_power_kw: Set(values.max_power_kw),
@@ -153,7 +162,18 @@ pub async fn create<C: ConnectionTrait + TransactionTrait<Transaction = Database
         created_at: Set(Utc::now()),
     }
     .insert(&txn)
-    .await?;
+    .await;
+    let model = match model {
+        Ok(model) => model,
+        Err(error) => {
+            drop(txn);
+            // Another admin registered the same meter meanwhile.
+            if devices::Entity::find_by_id(id).one(db).await?.is_some() {
+                return Err(taken());
+            }
+            return Err(error.into());
+        }
+    };
     let event = device_event(&model);
     append(
         &txn,

@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -449,7 +448,8 @@ async fn drain(
             Some(reason) => {
                 let detail = header_text(&delivery.properties, DETAIL_HEADER).unwrap_or_default();
                 let gone = gone(&cancel, &channel);
-                keep_until_done(&pipeline, &reason, &detail, &delivery.data, gone).await
+                dead_letters::keep_until_done(pipeline.db(), &reason, &detail, &delivery.data, gone)
+                    .await
             }
             None => retry_dead_lettered(&pipeline, delivery.data.clone(), &cancel, &channel).await,
         };
@@ -487,7 +487,8 @@ async fn retry_dead_lettered(
             Some(Verdict::Rejected(rejection)) => {
                 let detail = rejection.to_string();
                 let gone = gone(cancel, channel);
-                keep_until_done(pipeline, rejection.code(), &detail, &body, gone).await
+                dead_letters::keep_until_done(pipeline.db(), rejection.code(), &detail, &body, gone)
+                    .await
             }
             Some(Verdict::Stored) => {
                 metrics.dead_letters_recovered.fetch_add(1, Relaxed);
@@ -502,7 +503,7 @@ async fn retry_dead_lettered(
             );
             tracing::error!(%detail, "a dead letter cannot be processed");
             let gone = gone(cancel, channel);
-            keep_until_done(pipeline, DELIVERY_LIMIT, &detail, &body, gone).await
+            dead_letters::keep_until_done(pipeline.db(), DELIVERY_LIMIT, &detail, &body, gone).await
         }
     }
 }
@@ -518,32 +519,6 @@ fn gone(
         tokio::select! {
             _ = cancel.cancelled() => {}
             _ = closed(&channel) => {}
-        }
-    }
-}
-
-/// Keeps a dead letter, retrying while the database is unavailable; `false` when `gone`
-/// completed first.
-async fn keep_until_done(
-    pipeline: &Pipeline,
-    reason: &str,
-    detail: &str,
-    body: &[u8],
-    gone: impl std::future::Future<Output = ()>,
-) -> bool {
-    tokio::pin!(gone);
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match dead_letters::keep(pipeline.db(), reason, detail, body, Utc::now()).await {
-            Ok(()) => return true,
-            Err(error) => {
-                tracing::warn!(%error, "cannot keep a dead letter; trying again");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = &mut gone => return false,
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
         }
     }
 }

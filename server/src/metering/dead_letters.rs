@@ -2,13 +2,25 @@
 //! an operator can see them. Both queues end here: the in-process queue writes its rejects
 //! directly, and with RabbitMQ every instance drains the dead-letter queue into it
 //! ([`super::amqp`]). The same body dead-lettered again for the same reason counts on its row
-//! (`count`, `last_seen_at`) instead of adding one.
+//! (`count`, `last_seen_at`) instead of adding one. An admin replays them ([`PipelineReplay`])
+//! once the cause is fixed.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbErr};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
+use app::dead_letters::ssr::{Replay, ReplayFuture, Selection};
+use app::dead_letters::{ReplayReport, REPLAY_MAX};
+use app::error::AppError;
 use app::sql::Sql;
+
+use super::pipeline::{Pipeline, Verdict};
 
 /// Reason given to a message the broker dead-lettered on its own (delivery limit reached) whose
 /// second try, from the dead-letter queue, did not finish either.
@@ -23,8 +35,8 @@ pub async fn keep(
     reason: &str,
     detail: &str,
     payload: &[u8],
-    at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    let at = Utc::now();
     // An insert that fails for good would be taken for an outage and retried forever, holding
     // its message: the reason column holds 64 characters (a header set by someone else may be
     // longer), and PostgreSQL text cannot hold NUL (which such a header may carry).
@@ -65,6 +77,32 @@ pub async fn keep(
     Ok(())
 }
 
+/// Keeps a dead letter, retrying while the database is unavailable; `false` when `stop`
+/// completed first (nothing was kept: the message must not be acknowledged).
+pub async fn keep_until_done(
+    db: &impl ConnectionTrait,
+    reason: &str,
+    detail: &str,
+    body: &[u8],
+    stop: impl std::future::Future<Output = ()>,
+) -> bool {
+    tokio::pin!(stop);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match keep(db, reason, detail, body).await {
+            Ok(()) => return true,
+            Err(error) => {
+                tracing::warn!(%error, "cannot keep a dead letter; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = &mut stop => return false,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// Dead letters kept, counted with their repeats, by reason (sorted by reason).
 pub async fn counts_by_reason(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>, DbErr> {
     let mut sql = Sql::new(db.get_database_backend());
@@ -73,6 +111,129 @@ pub async fn counts_by_reason(db: &impl ConnectionTrait) -> Result<Vec<(String, 
     rows.iter()
         .map(|row| Ok((row.try_get("", "reason")?, row.try_get("", "n")?)))
         .collect()
+}
+
+/// Messages the pipeline takes per replayed batch.
+const REPLAY_BATCH: usize = 200;
+
+/// Replays dead letters through this server's metering pipeline: validated again, stored once,
+/// peaks detected and announced as for any reading. What the pipeline took (stored now, stored
+/// before, or in conflict with a stored reading) leaves the table; what it refuses again stays,
+/// under its new reason when that changed.
+pub struct PipelineReplay {
+    pipeline: Arc<Pipeline>,
+}
+
+impl PipelineReplay {
+    pub fn new(pipeline: Arc<Pipeline>) -> Self {
+        PipelineReplay { pipeline }
+    }
+
+    async fn run(&self, reason: &str, selection: Selection) -> Result<ReplayReport, DbErr> {
+        let db = self.pipeline.db();
+        let ids = match selection {
+            Selection::Ids(ids) => ids,
+            Selection::All => {
+                let mut sql = Sql::new(db.get_database_backend());
+                sql.push("SELECT id FROM dead_letters WHERE reason = ")
+                    .param(reason)
+                    .push(" ORDER BY received_at, id LIMIT ")
+                    .push(&REPLAY_MAX.to_string());
+                let rows = db.query_all_raw(sql.build()).await?;
+                rows.iter()
+                    .map(|row| row.try_get::<Uuid>("", "id"))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        let mut report = ReplayReport::default();
+        let mut refused = BTreeMap::<String, i64>::new();
+        for chunk in ids.chunks(REPLAY_BATCH) {
+            let mut sql = Sql::new(db.get_database_backend());
+            sql.push("SELECT id, payload FROM dead_letters WHERE reason = ")
+                .param(reason)
+                .push(" AND id IN ")
+                .list(chunk.iter().copied())
+                .push(" ORDER BY received_at, id");
+            let rows = db.query_all_raw(sql.build()).await?;
+            let letters = rows
+                .iter()
+                .map(|row| {
+                    Ok((
+                        row.try_get::<Uuid>("", "id")?,
+                        row.try_get::<Vec<u8>>("", "payload")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, DbErr>>()?;
+            if letters.is_empty() {
+                continue;
+            }
+            let bodies: Vec<&[u8]> = letters.iter().map(|(_, body)| body.as_slice()).collect();
+            let processed = self.pipeline.process(&bodies).await?;
+            let mut taken = Vec::new();
+            for ((id, body), verdict) in letters.iter().zip(processed.verdicts) {
+                match verdict {
+                    Verdict::Stored => report.stored += 1,
+                    Verdict::Duplicate => report.already_stored += 1,
+                    Verdict::Conflict => report.conflicts += 1,
+                    Verdict::Rejected(rejection) => {
+                        *refused.entry(rejection.code().to_owned()).or_default() += 1;
+                        if rejection.code() == reason {
+                            continue;
+                        }
+                        // Kept under the new reason before the old row goes: a failure in
+                        // between leaves it twice, never nowhere.
+                        keep(db, rejection.code(), &rejection.to_string(), body).await?;
+                    }
+                }
+                taken.push(*id);
+            }
+            report.replayed += letters.len() as i64;
+            if !taken.is_empty() {
+                let mut sql = Sql::new(db.get_database_backend());
+                sql.push("DELETE FROM dead_letters WHERE id IN ")
+                    .list(taken);
+                db.execute_raw(sql.build()).await?;
+            }
+        }
+        self.pipeline
+            .metrics()
+            .dead_letters_replayed
+            .fetch_add(report.replayed as u64, Relaxed);
+        report.refused = refused.into_iter().collect();
+        let mut sql = Sql::new(db.get_database_backend());
+        sql.push(
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM dead_letters WHERE reason = ",
+        )
+        .param(reason);
+        report.left = match db.query_one_raw(sql.build()).await? {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        };
+        tracing::info!(
+            reason,
+            replayed = report.replayed,
+            stored = report.stored,
+            already_stored = report.already_stored,
+            conflicts = report.conflicts,
+            left = report.left,
+            "dead letters replayed"
+        );
+        Ok(report)
+    }
+}
+
+impl Replay for PipelineReplay {
+    fn replay<'a>(&'a self, reason: &'a str, selection: Selection) -> ReplayFuture<'a> {
+        Box::pin(async move {
+            self.run(reason, selection).await.map_err(|error| {
+                tracing::error!(%error, reason, "replaying dead letters failed");
+                AppError::Conflict(
+                    "The database did not answer; nothing more was replayed. Try again shortly."
+                        .into(),
+                )
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -91,12 +252,8 @@ mod tests {
         .await
         .unwrap();
         let long = "é".repeat(70);
-        keep(&db, &long, "field \"a\0b\"", b"x", Utc::now())
-            .await
-            .unwrap();
-        keep(&db, &long, "field \"a\0b\"", b"x", Utc::now())
-            .await
-            .unwrap();
+        keep(&db, &long, "field \"a\0b\"", b"x").await.unwrap();
+        keep(&db, &long, "field \"a\0b\"", b"x").await.unwrap();
         let row = db
             .query_one_raw(Statement::from_string(
                 db.get_database_backend(),

@@ -5,9 +5,6 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
-
-use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -84,22 +81,16 @@ pub async fn run(
         for (body, verdict) in batch.iter().zip(verdicts) {
             if let Verdict::Rejected(rejection) = verdict {
                 tracing::warn!(reason = rejection.code(), detail = %rejection, "message rejected");
-                let mut delay = Duration::from_millis(100);
-                while let Err(error) = dead_letters::keep(
+                let kept = dead_letters::keep_until_done(
                     pipeline.db(),
                     rejection.code(),
                     &rejection.to_string(),
                     body,
-                    Utc::now(),
+                    cancel.cancelled(),
                 )
-                .await
-                {
-                    tracing::warn!(%error, "cannot keep a dead letter; trying again");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = cancel.cancelled() => return Ok(()),
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                .await;
+                if !kept {
+                    return Ok(());
                 }
             }
         }

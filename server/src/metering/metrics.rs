@@ -57,6 +57,8 @@ pub struct Metrics {
     /// Readings the broker dead-lettered on its own (delivery limit) that this instance took
     /// from the dead-letter queue and stored after all.
     pub dead_letters_recovered: AtomicU64,
+    /// Dead letters an admin sent through the pipeline again.
+    pub dead_letters_replayed: AtomicU64,
 }
 
 impl Metrics {
@@ -89,6 +91,7 @@ impl Metrics {
             readings_dropped: AtomicU64::new(0),
             dead_letters_kept: AtomicU64::new(0),
             dead_letters_recovered: AtomicU64::new(0),
+            dead_letters_replayed: AtomicU64::new(0),
         }
     }
 
@@ -283,7 +286,9 @@ impl Metrics {
             ),
             (
                 "energy_dead_letters_drained_total",
-                "Messages taken from the dead-letter queue into the dead_letters table.",
+                "Messages taken from the dead-letter queue with a reason into the dead_letters \
+                 table (those the broker dead-lettered without one are tried again first: see \
+                 energy_dead_letters_recovered_total).",
                 &self.dead_letters_kept,
             ),
             (
@@ -291,6 +296,11 @@ impl Metrics {
                 "Readings the broker dead-lettered at the delivery limit, stored from the \
                  dead-letter queue after all.",
                 &self.dead_letters_recovered,
+            ),
+            (
+                "energy_dead_letters_replayed_total",
+                "Dead letters an admin sent through the pipeline again.",
+                &self.dead_letters_replayed,
             ),
         ] {
             counter(&mut out, name, help, value.load(Relaxed));

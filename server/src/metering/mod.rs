@@ -128,6 +128,11 @@ impl MeterService {
         )
     }
 
+    /// Sends dead letters through this service's pipeline again, for the admin page.
+    pub fn replay(&self) -> Arc<dyn app::dead_letters::ssr::Replay> {
+        Arc::new(dead_letters::PipelineReplay::new(self.pipeline.clone()))
+    }
+
     /// Consumes (and runs the demo feed) until `cancel` fires. An error means the consumer
     /// cannot go on (for example, the broker refuses the topology).
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {

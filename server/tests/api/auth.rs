@@ -24,6 +24,7 @@ crate::on_both_backends!(
     sessions_end_at_the_absolute_timeout,
     deleting_an_account_ends_its_sessions,
     password_reset_ends_the_accounts_sessions,
+    a_user_changes_their_own_password_and_their_other_sessions_end,
 );
 
 async fn first_admin_comes_from_configuration(backend: Backend) {
@@ -509,4 +510,111 @@ async fn a_request_in_flight_does_not_bring_back_an_ended_session(backend: Backe
         .await
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
+}
+
+async fn a_user_changes_their_own_password_and_their_other_sessions_end(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin().await;
+    app.create_client(&admin, "mia").await;
+    let here = app.login("mia", PASSWORD).await;
+    let elsewhere = app.login("mia", PASSWORD).await;
+    let change = |current: &'static str, new: &'static str, confirm: &'static str| {
+        let here = here.clone();
+        async move {
+            here.call(
+                "change_password",
+                &[("current", current), ("new", new), ("confirm", confirm)],
+            )
+            .await
+        }
+    };
+    let field = |reply: crate::helpers::Reply| {
+        assert_eq!(
+            reply.status,
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+            "{reply:?}"
+        );
+        reply.field_errors()
+    };
+    let new = "mia-new-password";
+    assert_eq!(
+        field(change("", new, new).await),
+        [(
+            "current".to_string(),
+            "Enter your current password.".to_string()
+        )]
+    );
+    assert_eq!(
+        field(change(PASSWORD, "short", "short").await),
+        [(
+            "new".to_string(),
+            "Password must be at least 8 characters.".to_string()
+        )]
+    );
+    assert_eq!(
+        field(change(PASSWORD, new, "mia-new-passwort").await),
+        [(
+            "confirm".to_string(),
+            "The two new passwords differ.".to_string()
+        )]
+    );
+    assert_eq!(
+        field(change(PASSWORD, PASSWORD, PASSWORD).await),
+        [(
+            "new".to_string(),
+            "Choose a password other than your current one.".to_string()
+        )]
+    );
+    assert_eq!(
+        field(change("not-my-password", new, new).await),
+        [(
+            "current".to_string(),
+            "This is not your current password.".to_string()
+        )]
+    );
+    // Nothing changed so far: both sessions go on, the old password still works.
+    assert_eq!(elsewhere.whoami().await.as_deref(), Some("mia"));
+    app.login("mia", PASSWORD).await;
+
+    let done = change(PASSWORD, new, new).await;
+    assert!(done.status.is_success(), "{done:?}");
+    assert_eq!(
+        here.whoami().await.as_deref(),
+        Some("mia"),
+        "this session goes on"
+    );
+    assert_eq!(elsewhere.whoami().await, None, "the other session ended");
+    let old = app
+        .agent()
+        .call("login", &[("username", "mia"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(old.error_kind().as_deref(), Some("InvalidCredentials"));
+    app.login("mia", new).await;
+
+    // Anonymous callers are asked to sign in; guessing the current password is throttled.
+    let anonymous = app
+        .agent()
+        .call(
+            "change_password",
+            &[
+                ("current", new),
+                ("new", "x-password-2"),
+                ("confirm", "x-password-2"),
+            ],
+        )
+        .await;
+    assert_eq!(anonymous.status, reqwest::StatusCode::UNAUTHORIZED);
+    let mut throttled = None;
+    for attempt in 0..10 {
+        let reply = change("a-wrong-guess", "x-password-2", "x-password-2").await;
+        if reply.status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            throttled = Some(attempt);
+            break;
+        }
+        assert_eq!(reply.status, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert!(
+        matches!(throttled, Some(1..=6)),
+        "wrong current passwords were not throttled: {throttled:?}"
+    );
 }

@@ -8,6 +8,7 @@ mod ws_client;
 mod accounts;
 mod auth;
 mod cli;
+mod dead_letters;
 mod devices;
 mod hardening;
 mod health;

@@ -20,6 +20,8 @@ enum Expect {
     Forbidden,
     /// A failed login: the function is public, the credentials are wrong.
     BadCredentials,
+    /// Let through to its checks, which refused the arguments (a wrong current password).
+    Checked,
 }
 use Expect::*;
 
@@ -67,6 +69,15 @@ fn matrix(w: &World) -> Vec<Row> {
         ),
         ("logout", vec![], [Allowed; 3]),
         ("get_current_user", vec![], [Allowed; 3]),
+        (
+            "change_password",
+            vec![
+                ("current", s("not-the-password")),
+                ("new", s("a-new-password-1")),
+                ("confirm", s("a-new-password-1")),
+            ],
+            [Unauthorized, Checked, Checked],
+        ),
         (
             "list_accounts",
             vec![("q", s("matrix"))],
@@ -176,6 +187,21 @@ fn matrix(w: &World) -> Vec<Row> {
             vec![("id", w.alert.clone())],
             [Unauthorized, Allowed, Allowed],
         ),
+        (
+            "dead_letter_groups",
+            vec![],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "list_dead_letters",
+            vec![("reason", s("unknown_device"))],
+            [Unauthorized, Forbidden, Allowed],
+        ),
+        (
+            "replay_dead_letters",
+            vec![("reason", s("unknown_device")), ("scope", s("all"))],
+            [Unauthorized, Forbidden, Allowed],
+        ),
     ]
 }
 
@@ -223,6 +249,7 @@ async fn every_server_function_is_in_the_authorization_matrix_and_behaves_as_it_
                 (StatusCode::UNAUTHORIZED, Some("Unauthorized")) => Unauthorized,
                 (StatusCode::FORBIDDEN, Some("Forbidden")) => Forbidden,
                 (StatusCode::UNAUTHORIZED, Some("InvalidCredentials")) => BadCredentials,
+                (StatusCode::UNPROCESSABLE_ENTITY, Some("Validation")) => Checked,
                 _ => panic!("{name} as {role}: unexpected {reply:?}"),
             };
             assert_eq!(outcome, expect, "{name} as {role}: {reply:?}");
