@@ -133,6 +133,27 @@ pub fn meter_id(input: &str) -> Result<uuid::Uuid, String> {
     }
 }
 
+/// The longest search text a list takes.
+pub const SEARCH_MAX: usize = 100;
+
+/// Search text for a list: at most [`SEARCH_MAX`] characters, none of them control characters.
+pub fn search(input: &str, field: &str) -> Result<String, AppError> {
+    let value = input.trim();
+    if value.chars().count() > SEARCH_MAX {
+        return Err(AppError::field(
+            field,
+            format!("Search for at most {SEARCH_MAX} characters."),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(AppError::field(
+            field,
+            "Search text cannot hold control characters.",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 /// Most pages a list can be asked for: far beyond any real list, far below where offsets
 /// overflow.
 pub const PAGE_MAX: i64 = 1_000_000;

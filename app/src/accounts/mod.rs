@@ -46,13 +46,8 @@ pub async fn list_accounts(
 ) -> Result<Page<Account>, AppError> {
     crate::auth::ssr::require_admin().await?;
     let role = role.as_deref().and_then(Role::parse);
-    ssr::list(
-        &crate::state::db()?,
-        q.as_deref().unwrap_or(""),
-        role,
-        page.unwrap_or(1),
-    )
-    .await
+    let q = crate::validate::search(q.as_deref().unwrap_or(""), "q")?;
+    ssr::list(&crate::state::db()?, &q, role, page.unwrap_or(1)).await
 }
 
 #[server(prefix = "/api", endpoint = "get_account")]

@@ -55,6 +55,7 @@ fn AccountList() -> impl IntoView {
                     name="q"
                     placeholder="Search username or name"
                     aria-label="Search accounts"
+                    maxlength=crate::validate::SEARCH_MAX.to_string()
                     value=move || q.get()
                 />
                 <button type="submit">"Search"</button>

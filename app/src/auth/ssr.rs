@@ -98,6 +98,10 @@ pub async fn find_by_username<C: ConnectionTrait>(
     db: &C,
     username: &str,
 ) -> Result<Option<users::Model>, AppError> {
+    // No username holds a control character, and PostgreSQL text cannot even hold NUL.
+    if username.chars().any(char::is_control) {
+        return Ok(None);
+    }
     Ok(users::Entity::find()
         .filter(
             Expr::expr(Func::lower(Expr::col(users::Column::Username)))

@@ -31,7 +31,7 @@ pub trait Replay: Send + Sync {
 /// A reason as the table keeps it (at most 64 characters, not empty).
 pub fn check_reason(reason: &str) -> Result<String, AppError> {
     let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 64 {
+    if reason.is_empty() || reason.chars().count() > 64 || reason.chars().any(char::is_control) {
         return Err(AppError::field("reason", "Choose a reason from the list."));
     }
     Ok(reason.to_owned())
