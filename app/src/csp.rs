@@ -32,11 +32,15 @@ pub fn set_page_policy() {
     ) else {
         return;
     };
-    let live_reload = std::env::var_os("LEPTOS_WATCH").map(|_| {
-        std::env::var("LEPTOS_RELOAD_PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(3001)
+    // The environment is read once per process, not once per page.
+    static LIVE_RELOAD: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
+    let live_reload = *LIVE_RELOAD.get_or_init(|| {
+        std::env::var_os("LEPTOS_WATCH").map(|_| {
+            std::env::var("LEPTOS_RELOAD_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(3001)
+        })
     });
     if let Ok(value) = http::HeaderValue::from_str(&page_policy(&nonce, live_reload)) {
         response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);

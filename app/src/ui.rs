@@ -105,26 +105,58 @@ pub fn ErrorBox(error: AppError) -> impl IntoView {
     }
 }
 
-/// The message for one form field, taken from the form's last error.
+/// The message for one form field, taken from the form's last error. In the browser it also
+/// marks the field (`aria-invalid`, styled) while the message stands, and points the field at
+/// the message (`aria-describedby`).
 #[component]
 pub fn FieldMessage(error: Signal<Option<AppError>>, field: &'static str) -> impl IntoView {
+    let message =
+        Memo::new(move |_| error.with(|e| e.as_ref().and_then(|e| e.field_message(field))));
+    #[cfg(target_arch = "wasm32")]
+    Effect::new(move |_| {
+        let invalid = message.with(Option::is_some);
+        let selector = format!("[name=\"{field}\"]:not([type=hidden])");
+        if let Ok(Some(input)) = document().query_selector(&selector) {
+            if invalid {
+                let _ = input.set_attribute("aria-invalid", "true");
+                let _ = input.set_attribute("aria-describedby", &format!("{field}-error"));
+            } else {
+                let _ = input.remove_attribute("aria-invalid");
+                let _ = input.remove_attribute("aria-describedby");
+            }
+        }
+    });
     move || {
-        error
-            .get()
-            .and_then(|e| e.field_message(field))
-            .map(|message| {
-                view! {
-                    <p class="field-error" data-field=field>
-                        {message}
-                    </p>
-                }
-            })
+        message.get().map(|message| {
+            view! {
+                <p class="field-error" id=format!("{field}-error") data-field=field>
+                    {message}
+                </p>
+            }
+        })
     }
 }
 
-/// The form-level message for errors that are not about one field.
+/// The form-level message for errors that are not about one field. In the browser, a form
+/// refused for its fields puts the focus on the first field named.
 #[component]
 pub fn FormMessage(error: Signal<Option<AppError>>) -> impl IntoView {
+    #[cfg(target_arch = "wasm32")]
+    Effect::new(move |_| {
+        use wasm_bindgen::JsCast;
+        error.with(|e| {
+            let Some(AppError::Validation(fields)) = e else {
+                return;
+            };
+            let first = fields.iter().find_map(|f| {
+                let selector = format!("[name=\"{}\"]:not([type=hidden])", f.field);
+                document().query_selector(&selector).ok().flatten()
+            });
+            if let Some(input) = first.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
+                let _ = input.focus();
+            }
+        })
+    });
     move || {
         error.get().map(|e| {
             view! {

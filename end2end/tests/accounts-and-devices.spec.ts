@@ -16,11 +16,14 @@ test("an admin creates a client and a device and assigns it; only that client se
   const deviceId = await createDevice(page, description);
 
   await assignTo(page, "Olivia Owner", owner);
+  await expect(page.getByTestId("device-notice")).toHaveText(`Assigned to Olivia Owner (${owner}).`);
 
-  // The navigation reaches both admin lists.
+  // The navigation reaches both admin lists; the list names the client with their username.
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Devices" }).click();
   await expect(page).toHaveURL(/\/admin\/devices$/);
   await expect(page.getByTestId("devices-table")).toContainText(description);
+  await expect(page.getByTestId("devices-table").getByRole("row", { name: new RegExp(description) }))
+    .toContainText(`Olivia Owner (${owner})`);
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Accounts" }).click();
   await expect(page.getByRole("heading", { name: "Accounts" })).toBeVisible();
   await expect(page.getByTestId("accounts-table")).toContainText(owner);
@@ -87,12 +90,20 @@ test("validation errors are shown next to the fields", async ({ page }) => {
   );
   await expect(page.locator('.field-error[data-field="address"]')).toHaveCount(0);
   await expect(page).toHaveURL(/\/admin\/devices\/new$/);
+  // The fields named are highlighted, the others not, and the first one has the focus.
+  await expect(page.locator("#description")).toHaveAttribute("aria-invalid", "true");
+  await expect(page.locator("#max_power_kw")).toHaveAttribute("aria-invalid", "true");
+  await expect(page.locator("#address")).not.toHaveAttribute("aria-invalid", "true");
+  await expect(page.locator("#description")).toBeFocused();
 
+  await page.fill("#description", "Boiler");
   await page.fill("#max_power_kw", "-3");
   await page.getByRole("button", { name: "Create device" }).click();
   await expect(page.locator('.field-error[data-field="max_power_kw"]')).toHaveText(
     "Maximum power must be from 0.001 to 100 000 kW.",
   );
+  await expect(page.locator("#description")).not.toHaveAttribute("aria-invalid", "true");
+  await expect(page.locator("#max_power_kw")).toBeFocused();
 
   const taken = unique("taken");
   await createClient(page, taken, "Tara Taken");
@@ -129,4 +140,34 @@ test("the device id can be copied for the meter's sensor_id", async ({ page, con
   await page.getByRole("button", { name: "Copy" }).click();
   await expect(page.locator(".copy-status")).toHaveText("Copied");
   expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(id);
+});
+
+test("a client changes their own password from the account page", async ({ page }) => {
+  const client = unique("changer");
+  await login(page, ADMIN, ADMIN_PASSWORD);
+  await createClient(page, client, "Chris Changer");
+  await logout(page);
+
+  await login(page, client, CLIENT_PASSWORD);
+  await page.getByRole("link", { name: "Chris Changer" }).click();
+  await expect(page).toHaveURL(/\/account$/);
+  await expect(page.getByTestId("my-username")).toHaveText(client);
+  const newPassword = "a-brand-new-password";
+  await page.fill("#current", "not-my-password");
+  await page.fill("#new", newPassword);
+  await page.fill("#confirm", newPassword);
+  await page.getByRole("button", { name: "Change password" }).click();
+  await expect(page.locator('.field-error[data-field="current"]')).toHaveText("This is not your current password.");
+  await expect(page.locator("#current")).toBeFocused();
+
+  await page.fill("#current", CLIENT_PASSWORD);
+  await page.fill("#new", newPassword);
+  await page.fill("#confirm", newPassword);
+  await page.getByRole("button", { name: "Change password" }).click();
+  await expect(page.getByText("Password changed.")).toBeVisible();
+  await expect(page.locator("#current")).toHaveValue("");
+
+  await logout(page);
+  await login(page, client, newPassword);
+  await expect(page).toHaveURL(/\/dashboard$/);
 });

@@ -20,7 +20,7 @@ fn MyAccount() -> impl IntoView {
     let change = ServerAction::<ChangePassword>::new();
     let error = Signal::derive(move || change.value().get().and_then(Result::err));
     let pending = change.pending();
-    // Each change that succeeds renders the form anew, empty.
+    // Each change that succeeds empties the form.
     let changes = Memo::new(move |previous: Option<&u32>| {
         let previous = previous.copied().unwrap_or(0);
         match change.value().get() {
@@ -28,7 +28,15 @@ fn MyAccount() -> impl IntoView {
             _ => previous,
         }
     });
-    let changed = move || changes.get() != 0;
+    let changed = move || matches!(change.value().get(), Some(Ok(())));
+    let form = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        if changes.get() != 0 {
+            if let Some(form) = form.get() {
+                form.reset();
+            }
+        }
+    });
     view! {
         <div class="page-head">
             <h1>"Your account"</h1>
@@ -58,27 +66,22 @@ fn MyAccount() -> impl IntoView {
                     "Password changed. You stay signed in here; your other sessions have ended."
                 </p>
             </Show>
-            {move || {
-                changes.track();
-                view! {
-                    <ActionForm action=change>
-                        <label for="current">"Current password"</label>
-                        <input id="current" name="current" type="password" autocomplete="current-password"/>
-                        <FieldMessage error field="current"/>
-                        <label for="new">"New password"</label>
-                        <input id="new" name="new" type="password" autocomplete="new-password"/>
-                        <p class="hint">"8 to 128 characters."</p>
-                        <FieldMessage error field="new"/>
-                        <label for="confirm">"New password again"</label>
-                        <input id="confirm" name="confirm" type="password" autocomplete="new-password"/>
-                        <FieldMessage error field="confirm"/>
-                        <FormMessage error/>
-                        <button type="submit" class="primary" disabled=move || pending.get()>
-                            {move || if pending.get() { "Changing…" } else { "Change password" }}
-                        </button>
-                    </ActionForm>
-                }
-            }}
+            <ActionForm action=change node_ref=form>
+                <label for="current">"Current password"</label>
+                <input id="current" name="current" type="password" autocomplete="current-password"/>
+                <FieldMessage error field="current"/>
+                <label for="new">"New password"</label>
+                <input id="new" name="new" type="password" autocomplete="new-password"/>
+                <p class="hint">"8 to 128 characters."</p>
+                <FieldMessage error field="new"/>
+                <label for="confirm">"New password again"</label>
+                <input id="confirm" name="confirm" type="password" autocomplete="new-password"/>
+                <FieldMessage error field="confirm"/>
+                <FormMessage error/>
+                <button type="submit" class="primary" disabled=move || pending.get()>
+                    {move || if pending.get() { "Changing…" } else { "Change password" }}
+                </button>
+            </ActionForm>
         </section>
     }
 }

@@ -67,7 +67,7 @@ fn DeadLetters() -> impl IntoView {
                         }
                             .into_any()
                     }
-                    Ok(groups) => view! { <GroupTable groups current=reason.get_untracked()/> }.into_any(),
+                    Ok(groups) => view! { <GroupTable groups current=reason/> }.into_any(),
                     Err(error) => view! { <ErrorBox error/> }.into_any(),
                 }
             })}
@@ -106,9 +106,9 @@ fn DeadLetters() -> impl IntoView {
 }
 
 #[component]
-fn GroupTable(groups: Vec<ReasonGroup>, current: String) -> impl IntoView {
+fn GroupTable(groups: Vec<ReasonGroup>, current: Memo<String>) -> impl IntoView {
     view! {
-        <table class="list" data-testid="dead-letter-groups">
+        <table class="list stack" data-testid="dead-letter-groups">
             <thead>
                 <tr>
                     <th>"Reason"</th>
@@ -122,7 +122,8 @@ fn GroupTable(groups: Vec<ReasonGroup>, current: String) -> impl IntoView {
                     .into_iter()
                     .map(|g| {
                         let href = format!("/admin/dead-letters?reason={}", encode_component(&g.reason));
-                        let selected = g.reason == current;
+                        let reason = g.reason.clone();
+                        let selected = move || current.with(|c| *c == reason);
                         let label = reason_label(&g.reason);
                         view! {
                             <tr class:selected=selected>
@@ -131,9 +132,9 @@ fn GroupTable(groups: Vec<ReasonGroup>, current: String) -> impl IntoView {
                                     " "
                                     <code class="muted">{g.reason}</code>
                                 </td>
-                                <td class="num">{count(g.messages)}</td>
-                                <td class="num">{count(g.letters)}</td>
-                                <td>{crate::time::minute_utc(&g.last_seen)}</td>
+                                <td class="num" data-label="Messages">{count(g.messages)}</td>
+                                <td class="num" data-label="Distinct">{count(g.letters)}</td>
+                                <td data-label="Last seen">{crate::time::minute_utc(&g.last_seen)}</td>
                             </tr>
                         }
                     })
