@@ -178,9 +178,10 @@ pub struct Config {
     #[arg(long, env = "COOKIE_SECURE", value_parser = clap::builder::BoolishValueParser::new())]
     pub cookie_secure: Option<bool>,
 
-    /// Directory with the built site (`pkg/`, favicon); set by cargo-leptos.
-    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
-    pub site_root: String,
+    /// Directory with the built site (`pkg/`, favicon); set by cargo-leptos. Default: `site`
+    /// next to the server binary when it holds a `pkg/` (a release bundle), else `target/site`.
+    #[arg(long, env = "LEPTOS_SITE_ROOT")]
+    pub site_root: Option<String>,
 
     /// Name of the wasm/js/css bundle in `pkg/`; set by cargo-leptos.
     #[arg(long, env = "LEPTOS_OUTPUT_NAME", default_value = "energy")]
@@ -195,7 +196,27 @@ pub struct Config {
     pub reload_port: u32,
 }
 
+/// Where the built site is: `explicit` if given; else `site` next to the binary (`exe`) when it
+/// holds `pkg/`, so that a release bundle runs from any directory; else `target/site`, as
+/// cargo-leptos lays it out in a checkout.
+pub fn resolve_site_root(explicit: Option<&str>, exe: Option<&std::path::Path>) -> String {
+    if let Some(root) = explicit {
+        return root.to_owned();
+    }
+    let beside = exe.and_then(|e| e.parent()).map(|dir| dir.join("site"));
+    match beside {
+        Some(site) if site.join("pkg").is_dir() => site.to_string_lossy().into_owned(),
+        _ => "target/site".to_owned(),
+    }
+}
+
 impl Config {
+    /// The site directory this server serves: see [`resolve_site_root`].
+    pub fn site_root(&self) -> String {
+        let exe = std::env::current_exe().ok();
+        resolve_site_root(self.site_root.as_deref(), exe.as_deref())
+    }
+
     /// Defaults for tests and tools, independent of the environment: an explicit database, a
     /// free loopback port, nothing seeded.
     pub fn for_database(database_url: impl Into<String>) -> Self {
@@ -230,7 +251,7 @@ impl Config {
             session_idle_timeout_secs: 30 * 60,
             session_absolute_timeout_secs: 12 * 60 * 60,
             cookie_secure: None,
-            site_root: "target/site".into(),
+            site_root: None,
             output_name: "energy".into(),
             leptos_env: "PROD".into(),
             reload_port: 3001,
@@ -333,6 +354,24 @@ fn parse_fault(value: &str) -> Result<crate::metering::pipeline::Fault, String> 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_site_is_found_beside_the_binary_unless_named() {
+        let dir = std::env::temp_dir().join(format!("energy-site-{}", uuid::Uuid::new_v4()));
+        let exe = dir.join("server");
+        // No site beside the binary: the checkout's.
+        assert_eq!(resolve_site_root(None, Some(&exe)), "target/site");
+        std::fs::create_dir_all(dir.join("site/pkg")).unwrap();
+        let beside = dir.join("site").to_string_lossy().into_owned();
+        assert_eq!(resolve_site_root(None, Some(&exe)), beside);
+        assert_eq!(
+            resolve_site_root(Some("/srv/site"), Some(&exe)),
+            "/srv/site"
+        );
+        assert_eq!(resolve_site_root(None, None), "target/site");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use super::*;
 
     #[test]

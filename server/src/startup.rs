@@ -91,7 +91,7 @@ impl Application {
         });
         let leptos_options = LeptosOptions::builder()
             .output_name(config.output_name.as_str())
-            .site_root(config.site_root.as_str())
+            .site_root(config.site_root())
             .site_pkg_dir("pkg")
             .site_addr(addr)
             .reload_port(config.reload_port)
