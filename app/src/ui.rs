@@ -115,7 +115,7 @@ pub fn FieldMessage(error: Signal<Option<AppError>>, field: &'static str) -> imp
     #[cfg(target_arch = "wasm32")]
     Effect::new(move |_| {
         let invalid = message.with(Option::is_some);
-        let selector = format!("[name=\"{field}\"]:not([type=hidden])");
+        let selector = format!("[name=\"{field}\"]:not([type=hidden]), [name=\"{field}[]\"]");
         if let Ok(Some(input)) = document().query_selector(&selector) {
             if invalid {
                 let _ = input.set_attribute("aria-invalid", "true");
@@ -149,7 +149,10 @@ pub fn FormMessage(error: Signal<Option<AppError>>) -> impl IntoView {
                 return;
             };
             let first = fields.iter().find_map(|f| {
-                let selector = format!("[name=\"{}\"]:not([type=hidden])", f.field);
+                let selector = format!(
+                    "[name=\"{0}\"]:not([type=hidden]), [name=\"{0}[]\"]",
+                    f.field
+                );
                 document().query_selector(&selector).ok().flatten()
             });
             if let Some(input) = first.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {

@@ -53,7 +53,7 @@ test("readings of an unregistered meter are replayed once the admin registers it
     // Replay all: stored, and the group is gone.
     await open(page, `${base}/admin/dead-letters?reason=unknown_device`);
     await page.getByRole("button", { name: "Replay all of this reason" }).click();
-    await expect(page.getByTestId("replay-report")).toHaveText("Replayed 3 messages: 3 stored.");
+    await expect(page.getByTestId("replay-report")).toHaveText("Replayed 3 dead letters: 3 stored.");
     await expect(page.getByText("No dead letters: every message so far was stored.")).toBeVisible();
     await expect(page.getByText("No dead letters of this reason are left.")).toBeVisible();
 

@@ -307,32 +307,36 @@ pub async fn change_password(current: &str, new: &str, confirm: &str) -> Result<
     let mut model: users::ActiveModel = model.into();
     model.password_hash = Set(hash);
     model.update(&txn).await?;
-    let others: Vec<String> = sessions::Entity::find()
-        .filter(sessions::Column::UserId.eq(user.id))
-        .all(&txn)
+    // One statement: a session created meanwhile (a sign-in that checked the old password
+    // just before) cannot slip between a read and a delete.
+    let mut sql = crate::sql::Sql::new(txn.get_database_backend());
+    sql.push("DELETE FROM sessions WHERE user_id = ")
+        .param(user.id)
+        .push(" AND id <> ")
+        .param(this_session.clone().unwrap_or_default())
+        .push(" RETURNING id");
+    let others: Vec<String> = txn
+        .query_all_raw(sql.build())
         .await?
-        .into_iter()
-        .map(|s| s.id)
-        .filter(|id| Some(id) != this_session.as_ref())
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0))
+        .collect::<Result<_, _>>()?;
+    let ended: Vec<_> = others
+        .iter()
+        .map(|id| {
+            crate::live::ssr::Outgoing::private(
+                user.id,
+                crate::live::LiveEvent::SessionEnded(Some(crate::live::ssr::session_hash(id))),
+            )
+        })
         .collect();
-    if !others.is_empty() {
-        sessions::Entity::delete_many()
-            .filter(sessions::Column::Id.is_in(others.iter().cloned()))
-            .exec(&txn)
-            .await?;
-        let ended: Vec<_> = others
-            .iter()
-            .map(|id| {
-                crate::live::ssr::Outgoing::private(
-                    user.id,
-                    crate::live::LiveEvent::SessionEnded(Some(crate::live::ssr::session_hash(id))),
-                )
-            })
-            .collect();
-        crate::live::ssr::append(&txn, &ended).await?;
-    }
+    crate::live::ssr::append(&txn, &ended).await?;
     txn.commit().await?;
     state.live.wake();
+    // A new id for this session too: a copy of its cookie, the likely reason for the change,
+    // is worth nothing now. This tab's socket closes with the old id and comes back with the
+    // new one.
+    session().await?.cycle_id().await?;
     tracing::info!(user = %user.id, sessions_ended = others.len(), "password changed");
     Ok(())
 }

@@ -18,8 +18,9 @@ pub use pages::DeadLettersPage;
 pub const PER_PAGE: i64 = 25;
 /// The most messages one "Replay selected" may name.
 pub const SELECT_MAX: usize = 500;
-/// The most messages one "Replay all" goes through; the rest wait for the next one.
-pub const REPLAY_MAX: usize = 5_000;
+/// The most dead letters one "Replay all" sends through the pipeline (those refused again
+/// included); the rest wait for the next one.
+pub const REPLAY_MAX: usize = 50_000;
 /// The longest part of a body a list shows.
 pub const BODY_SHOWN: usize = 2_000;
 
@@ -55,7 +56,7 @@ pub struct DeadLetter {
 /// What a replay did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReplayReport {
-    /// Messages sent through the pipeline.
+    /// Dead letters (distinct bodies) sent through the pipeline.
     pub replayed: i64,
     /// Stored now (their dead letters are gone).
     pub stored: i64,
@@ -87,9 +88,9 @@ impl ReplayReport {
             parts.push(format!("{n} still refused ({})", reason_label(reason)));
         }
         let noun = if self.replayed == 1 {
-            "message"
+            "dead letter"
         } else {
-            "messages"
+            "dead letters"
         };
         format!("Replayed {} {noun}: {}.", self.replayed, parts.join(", "))
     }

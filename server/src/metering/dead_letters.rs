@@ -40,11 +40,14 @@ pub async fn keep(
     // An insert that fails for good would be taken for an outage and retried forever, holding
     // its message: the reason column holds 64 characters (a header set by someone else may be
     // longer), and PostgreSQL text cannot hold NUL (which such a header may carry).
-    let reason = match reason.char_indices().nth(REASON_CHARS) {
-        Some((end, _)) => &reason[..end],
-        None => reason,
-    };
-    let reason = reason.replace('\0', "\u{fffd}");
+    // Control characters (NUL above all) and edge spaces would also make a reason the admin
+    // page cannot name in a link.
+    let reason: String = reason
+        .trim()
+        .chars()
+        .take(REASON_CHARS)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
     let detail = detail.replace('\0', "\u{fffd}");
     let mut hash = Sha256::new();
     hash.update(reason.as_bytes());
@@ -131,29 +134,39 @@ impl PipelineReplay {
 
     async fn run(&self, reason: &str, selection: Selection) -> Result<ReplayReport, DbErr> {
         let db = self.pipeline.db();
-        let ids = match selection {
-            Selection::Ids(ids) => ids,
-            Selection::All => {
-                let mut sql = Sql::new(db.get_database_backend());
-                sql.push("SELECT id FROM dead_letters WHERE reason = ")
-                    .param(reason)
-                    .push(" ORDER BY received_at, id LIMIT ")
-                    .push(&REPLAY_MAX.to_string());
-                let rows = db.query_all_raw(sql.build()).await?;
-                rows.iter()
-                    .map(|row| row.try_get::<Uuid>("", "id"))
-                    .collect::<Result<Vec<_>, _>>()?
-            }
+        let mut ticked = match selection {
+            Selection::Ids(ids) => Some(ids.into_iter()),
+            Selection::All => None,
         };
         let mut report = ReplayReport::default();
         let mut refused = BTreeMap::<String, i64>::new();
-        for chunk in ids.chunks(REPLAY_BATCH) {
+        // Letters refused again for this reason stay, and they come first in the table's order:
+        // "all" reads on past them, so that one click reaches every letter of the reason.
+        let mut stayed = 0usize;
+        loop {
             let mut sql = Sql::new(db.get_database_backend());
             sql.push("SELECT id, payload FROM dead_letters WHERE reason = ")
-                .param(reason)
-                .push(" AND id IN ")
-                .list(chunk.iter().copied())
-                .push(" ORDER BY received_at, id");
+                .param(reason);
+            match &mut ticked {
+                Some(ids) => {
+                    let chunk: Vec<Uuid> = ids.by_ref().take(REPLAY_BATCH).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    sql.push(" AND id IN ")
+                        .list(chunk)
+                        .push(" ORDER BY received_at, id");
+                }
+                None => {
+                    if report.replayed as usize >= REPLAY_MAX {
+                        break;
+                    }
+                    sql.push(" ORDER BY received_at, id LIMIT ")
+                        .push(&REPLAY_BATCH.to_string())
+                        .push(" OFFSET ")
+                        .push(&stayed.to_string());
+                }
+            }
             let rows = db.query_all_raw(sql.build()).await?;
             let letters = rows
                 .iter()
@@ -165,7 +178,10 @@ impl PipelineReplay {
                 })
                 .collect::<Result<Vec<_>, DbErr>>()?;
             if letters.is_empty() {
-                continue;
+                if ticked.is_some() {
+                    continue;
+                }
+                break;
             }
             let bodies: Vec<&[u8]> = letters.iter().map(|(_, body)| body.as_slice()).collect();
             let processed = self.pipeline.process(&bodies).await?;
@@ -178,6 +194,7 @@ impl PipelineReplay {
                     Verdict::Rejected(rejection) => {
                         *refused.entry(rejection.code().to_owned()).or_default() += 1;
                         if rejection.code() == reason {
+                            stayed += 1;
                             continue;
                         }
                         // Kept under the new reason before the old row goes: a failure in
@@ -264,6 +281,19 @@ mod tests {
             .unwrap();
         let reason: String = row.try_get_by_index(0).unwrap();
         assert_eq!(reason, "é".repeat(64));
+        keep(&db, " odd\treason\n", "", b"y").await.unwrap();
+        let odd = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT reason FROM dead_letters WHERE payload = x'79'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            odd.try_get_by_index::<String>(0).unwrap(),
+            "odd\u{fffd}reason"
+        );
         let detail: String = row.try_get_by_index(1).unwrap();
         assert_eq!(detail, "field \"a\u{fffd}b\"");
         assert_eq!(row.try_get_by_index::<i64>(2).unwrap(), 2);

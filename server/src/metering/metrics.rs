@@ -299,7 +299,7 @@ impl Metrics {
             ),
             (
                 "energy_dead_letters_replayed_total",
-                "Dead letters an admin sent through the pipeline again.",
+                "Dead letters (distinct bodies) an admin sent through the pipeline again.",
                 &self.dead_letters_replayed,
             ),
         ] {

@@ -65,8 +65,21 @@ async fn an_unregistered_meters_readings_are_stored_by_replay_once_its_device_ex
     let mia = app.create_client(&admin, "mia").await;
     let queue = app.metering.local.clone().expect("the in-process queue");
     let meter = Uuid::new_v4();
-    // Three readings 10 minutes apart, 20 minutes ago; the first sent twice.
+    // Three readings 10 minutes apart, 20 minutes ago; the first sent twice. Before them, 250
+    // readings of a meter that stays unknown: "replay all" must read on past them (more than
+    // one batch of them, refused again and staying) to reach the three.
     let t0 = (chrono::Utc::now().timestamp_millis() / 600_000 - 3) * 600_000;
+    let stranger = Uuid::new_v4();
+    for n in 0..250 {
+        queue
+            .send(reading(
+                stranger,
+                t0 - 3_600_000 + n * 1_000,
+                1.0 + n as f64,
+            ))
+            .await
+            .unwrap();
+    }
     let sent = [
         reading(meter, t0, 1.0),
         reading(meter, t0 + 600_000, 1.5),
@@ -79,7 +92,7 @@ async fn an_unregistered_meters_readings_are_stored_by_replay_once_its_device_ex
 
     let want = vec![
         ("malformed_json".to_string(), 1, 1),
-        ("unknown_device".to_string(), 3, 4),
+        ("unknown_device".to_string(), 253, 254),
     ];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -113,7 +126,7 @@ async fn an_unregistered_meters_readings_are_stored_by_replay_once_its_device_ex
         .call("list_dead_letters", &[("reason", "unknown_device")])
         .await
         .ok();
-    assert_eq!(list["total"], 3);
+    assert_eq!(list["total"], 253);
     let items = list["items"].as_array().unwrap();
     let by_body = |body: &[u8]| {
         let text = std::str::from_utf8(body).unwrap();
@@ -129,13 +142,13 @@ async fn an_unregistered_meters_readings_are_stored_by_replay_once_its_device_ex
 
     // Replayed before the device exists: refused again for the same reason, nothing lost.
     let report = replay(&admin, &[("reason", "unknown_device"), ("scope", "all")]).await;
-    assert_eq!(report["replayed"], 3);
+    assert_eq!(report["replayed"], 253);
     assert_eq!(report["stored"], 0);
     assert_eq!(
         report["refused"],
-        serde_json::json!([["unknown_device", 3]])
+        serde_json::json!([["unknown_device", 253]])
     );
-    assert_eq!(report["left"], 4);
+    assert_eq!(report["left"], 254);
 
     // Bad selections get a clear answer.
     let none = admin
@@ -202,22 +215,33 @@ async fn an_unregistered_meters_readings_are_stored_by_replay_once_its_device_ex
     .await;
     assert_eq!(report["replayed"], 1, "{report}");
     assert_eq!(report["stored"], 1, "{report}");
-    assert_eq!(report["left"], 3, "{report}");
+    assert_eq!(report["left"], 253, "{report}");
     assert_eq!(readings_of(&app, meter).await, 2);
 
-    // The rest: the first reading is stored already (not twice), the third is new.
+    // The rest: the stranger's 250 stay; the first reading is stored already (not twice), the
+    // third is new.
     let report = replay(&admin, &[("reason", "unknown_device"), ("scope", "all")]).await;
-    assert_eq!(report["replayed"], 2, "{report}");
+    assert_eq!(report["replayed"], 252, "{report}");
     assert_eq!(report["stored"], 1, "{report}");
     assert_eq!(report["already_stored"], 1, "{report}");
-    assert_eq!(report["refused"], serde_json::json!([]), "{report}");
-    assert_eq!(report["left"], 0, "{report}");
+    assert_eq!(
+        report["refused"],
+        serde_json::json!([["unknown_device", 250]]),
+        "{report}"
+    );
+    assert_eq!(report["left"], 250, "{report}");
     assert_eq!(readings_of(&app, meter).await, 3);
     assert_eq!(
         groups(&admin).await,
-        vec![("malformed_json".to_string(), 1, 1)]
+        vec![
+            ("malformed_json".to_string(), 1, 1),
+            ("unknown_device".to_string(), 250, 250)
+        ]
     );
-    assert_eq!(app.metering.metrics.dead_letters_replayed.load(Relaxed), 6);
+    assert_eq!(
+        app.metering.metrics.dead_letters_replayed.load(Relaxed),
+        253 + 1 + 252
+    );
 
     // The replayed readings raised their peaks for the owner: 0.5 kWh and then 1 kWh in 10
     // minutes are 3 kW and 6 kW against a 2 kW maximum.
