@@ -333,10 +333,6 @@ pub async fn change_password(current: &str, new: &str, confirm: &str) -> Result<
     crate::live::ssr::append(&txn, &ended).await?;
     txn.commit().await?;
     state.live.wake();
-    // A new id for this session too: a copy of its cookie, the likely reason for the change,
-    // is worth nothing now. This tab's socket closes with the old id and comes back with the
-    // new one.
-    session().await?.cycle_id().await?;
     tracing::info!(user = %user.id, sessions_ended = others.len(), "password changed");
     Ok(())
 }
