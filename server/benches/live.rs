@@ -132,7 +132,7 @@ async fn latency(probes: usize) -> (Latencies, u64) {
         let _ = stopped.await;
     }));
     let attach_deadline = Instant::now() + Duration::from_secs(60);
-    while !metering.metrics.queue_connected.load(Relaxed) {
+    while !metering.metrics.connected() {
         assert!(
             Instant::now() < attach_deadline,
             "the consumer did not attach in 60 s"

@@ -13,7 +13,6 @@ mod meter_support;
 
 mod support;
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
@@ -158,7 +157,7 @@ async fn end_to_end(n_devices: usize, per_device: u64) -> (f64, usize, u64) {
     let n = bodies.len() as u64;
     // Let the consumer attach before the clock starts.
     let attach_deadline = Instant::now() + Duration::from_secs(60);
-    while !metering.metrics.queue_connected.load(Relaxed) {
+    while !metering.metrics.connected() {
         assert!(
             Instant::now() < attach_deadline,
             "(b): the consumer did not attach in 60 s"
@@ -170,12 +169,12 @@ async fn end_to_end(n_devices: usize, per_device: u64) -> (f64, usize, u64) {
         let topology = topology.clone();
         tokio::spawn(async move { publish(&topology, bodies).await })
     };
-    while metering.metrics.accepted.load(Relaxed) < n {
+    while metering.metrics.accepted.get() < n {
         assert!(
             started.elapsed() < LOSS_DEADLINE,
             "(b): {} of {n} readings stored in {LOSS_DEADLINE:?} ({} duplicates, {} unknown)",
-            metering.metrics.accepted.load(Relaxed),
-            metering.metrics.duplicates.load(Relaxed),
+            metering.metrics.accepted.get(),
+            metering.metrics.duplicates.get(),
             metering.metrics.rejected("unknown_device"),
         );
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -1,6 +1,5 @@
 //! `GET /healthz`: 200 when the database answers and the meter queue is usable, else 503.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::{extract::State, http::StatusCode, Json};
@@ -22,7 +21,7 @@ pub async fn healthz(State(probe): State<Probe>) -> (StatusCode, Json<Value>) {
         Ok(Ok(()))
     );
     let metrics = &probe.metering.metrics;
-    let queue_ok = metrics.queue_connected.load(Relaxed);
+    let queue_ok = metrics.connected();
     let body = json!({
         "status": if database_ok && queue_ok { "ok" } else { "unavailable" },
         "database": if database_ok { "ok" } else { "unreachable" },

@@ -9,7 +9,6 @@ mod helpers;
 mod meter_support;
 
 use std::process::Command;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use helpers::{spawn_app_with, Backend};
@@ -64,7 +63,7 @@ async fn readings_survive_a_broker_restart() {
     let stats = publisher.await.unwrap();
     wait_for_rows(&app.db, "readings", 12_000, Duration::from_secs(180)).await;
     let (lost, duplicated) = lost_and_duplicated(&app.db, &messages).await;
-    let reconnects = app.metering.metrics.reconnects.load(Relaxed);
+    let reconnects = app.metering.metrics.reconnects.get();
     println!(
         "broker restart: 12000 readings, lost = {lost}, duplicated = {duplicated}, \
          publisher retried = {}, publisher reconnects = {}, consumer reconnects = {reconnects}",

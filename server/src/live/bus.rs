@@ -3,7 +3,6 @@
 //! confirms, the pipeline publishes reading updates without. In embedded mode: an in-process
 //! channel to this instance's hub. Either way the hub receives [`HubInput`]s.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,7 +101,7 @@ impl Publisher {
             Publisher::Amqp(amqp) => amqp.publish_unconfirmed(&message),
         };
         if !sent {
-            metrics.readings_dropped.fetch_add(1, Relaxed);
+            metrics.readings_dropped.inc();
         }
     }
 }
@@ -321,7 +320,7 @@ async fn consume(
         *c = Some(publishing);
     }
     if *sessions > 0 {
-        metrics.bus_reconnects.fetch_add(1, Relaxed);
+        metrics.bus_reconnects.inc();
     }
     *sessions += 1;
     // Whatever was published while this instance was not bound is in the outbox.

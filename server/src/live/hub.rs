@@ -9,7 +9,6 @@
 //! socket.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -76,7 +75,7 @@ impl Slot {
         if queue.frames.len() >= self.capacity {
             queue.frames.clear();
             if !std::mem::replace(&mut queue.lagged, true) {
-                metrics.ws_resyncs.fetch_add(1, Relaxed);
+                metrics.ws_resyncs.inc();
             }
         } else {
             queue.frames.push_back((seq, frame.clone()));
@@ -179,7 +178,7 @@ impl Hub {
         if admin {
             registry.admins.push(slot.clone());
         }
-        self.metrics.ws_connections.fetch_add(1, Relaxed);
+        self.metrics.ws_connections.inc();
         (slot, registry.last_seq)
     }
 
@@ -194,7 +193,7 @@ impl Hub {
         if slot.admin {
             registry.admins.retain(|s| s.id != slot.id);
         }
-        self.metrics.ws_connections.fetch_sub(1, Relaxed);
+        self.metrics.ws_connections.dec();
     }
 
     /// The last outbox event passed on.
@@ -244,7 +243,7 @@ impl Hub {
             match relay::events_after(&self.db, after, through, FILL_BATCH).await {
                 Ok(events) => {
                     let n = events.len();
-                    self.metrics.events_filled.fetch_add(n as u64, Relaxed);
+                    self.metrics.events_filled.inc_by(n as u64);
                     self.dispatch(&events);
                     if (n as i64) < FILL_BATCH {
                         return;
@@ -440,7 +439,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             [14, 15]
         );
-        assert_eq!(hub.metrics.ws_resyncs.load(Relaxed), 1);
+        assert_eq!(hub.metrics.ws_resyncs.get(), 1);
     }
 
     #[tokio::test]

@@ -7,7 +7,6 @@
 //! Writers wake their own instance's relay after they commit; a poll catches what another
 //! instance committed and did not publish (it died in between).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,12 +67,12 @@ pub async fn run(
                 };
             }
             Ok(n) => {
-                metrics.events_published.fetch_add(n as u64, Relaxed);
+                metrics.events_published.inc_by(n as u64);
                 woken = true;
             }
             Err(error) => {
                 woken = false;
-                metrics.relay_failures.fetch_add(1, Relaxed);
+                metrics.relay_failures.inc();
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "relay failed; trying again");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}

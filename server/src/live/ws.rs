@@ -5,7 +5,6 @@
 //! seconds, drops a peer that stops answering or cannot take a frame, and closes when its
 //! session ends (code 4001) or the server stops (1001).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,7 +102,7 @@ pub async fn handler(
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if !origin::is_allowed(&ctx.origins, origin, site) {
-        metrics.ws_refused.fetch_add(1, Relaxed);
+        metrics.ws_refused.inc();
         tracing::warn!(
             origin = origin.unwrap_or("-").escape_debug().to_string(),
             "cross-origin WebSocket refused"
@@ -117,7 +116,7 @@ pub async fn handler(
     let (user, times) = match check_session(&ctx.db, &session, &ctx.sessions, now).await {
         Ok(SessionCheck::SignedIn(user, times)) => (user, times),
         Ok(_) => {
-            metrics.ws_refused.fetch_add(1, Relaxed);
+            metrics.ws_refused.inc();
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 "Sign in to open the live connection.",
@@ -197,7 +196,7 @@ impl Connection<'_> {
                 .await;
             }
             End::Dropped(why) => {
-                self.ctx.hub.metrics().ws_dropped.fetch_add(1, Relaxed);
+                self.ctx.hub.metrics().ws_dropped.inc();
                 tracing::debug!(user = %self.user, why, "live socket dropped");
             }
         }
@@ -207,7 +206,7 @@ impl Connection<'_> {
         match tokio::time::timeout(self.ctx.settings.write_timeout, self.socket.send(message)).await
         {
             Ok(Ok(())) => {
-                self.ctx.hub.metrics().ws_frames.fetch_add(1, Relaxed);
+                self.ctx.hub.metrics().ws_frames.inc();
                 Ok(())
             }
             Ok(Err(_)) => Err(End::Peer),

@@ -11,7 +11,6 @@
 //! see them; readings the broker itself dead-lettered at the delivery limit are stored after
 //! all on the way (see [`drain`]).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,7 +72,7 @@ pub async fn run(
             // cannot turn into a fast reconnect loop that spends the deliveries' limit.
             delay = Duration::from_millis(200);
         }
-        metrics.queue_connected.store(false, Relaxed);
+        metrics.set_connected(false);
         match ended {
             Ended::Stopped => return Ok(()),
             Ended::Fatal(error) => return Err(error),
@@ -207,7 +206,7 @@ async fn consume(
 
     let metrics = pipeline.metrics().clone();
     if *sessions > 0 {
-        metrics.reconnects.fetch_add(1, Relaxed);
+        metrics.reconnects.inc();
         tracing::info!(queue = %settings.topology.queue, "consuming again after reconnecting");
     } else {
         tracing::info!(
@@ -218,7 +217,7 @@ async fn consume(
         );
     }
     *sessions += 1;
-    metrics.queue_connected.store(true, Relaxed);
+    metrics.set_connected(true);
 
     // The queue depth, for the lag gauge.
     let lag = {
@@ -241,9 +240,9 @@ async fn consume(
                     .queue_declare(queue.as_str().into(), passive, FieldTable::default())
                     .await
                 {
-                    Ok(q) => metrics
-                        .lag_messages
-                        .store(i64::from(q.message_count()), Relaxed),
+                    Ok(q) => {
+                        metrics.lag_messages.set(i64::from(q.message_count()));
+                    }
                     Err(_) => return,
                 }
             }
@@ -307,10 +306,7 @@ async fn handle_batch(
 ) -> Result<(), Ended> {
     let bodies: Vec<&[u8]> = batch.iter().map(|d| d.data.as_slice()).collect();
     let redelivered = batch.iter().filter(|d| d.redelivered).count() as u64;
-    pipeline
-        .metrics()
-        .redelivered
-        .fetch_add(redelivered, std::sync::atomic::Ordering::Relaxed);
+    pipeline.metrics().redelivered.inc_by(redelivered);
     // Retrying a database outage stops when the channel goes (the broker closes it after its
     // consumer timeout): the deliveries are redelivered then, so storing them here is moot.
     let gone = async {
@@ -456,7 +452,7 @@ async fn drain(
         if !kept {
             return "the dead-letter channel closed while the database was unavailable".into();
         }
-        metrics.dead_letters_kept.fetch_add(1, Relaxed);
+        metrics.dead_letters_kept.inc();
         if let Err(e) = channel
             .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
             .await
@@ -491,7 +487,7 @@ async fn retry_dead_lettered(
                     .await
             }
             Some(Verdict::Stored) => {
-                metrics.dead_letters_recovered.fetch_add(1, Relaxed);
+                metrics.dead_letters_recovered.inc();
                 tracing::info!("a reading dead-lettered at the delivery limit is stored");
                 true
             }

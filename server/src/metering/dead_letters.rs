@@ -6,7 +6,6 @@
 //! once the cause is fixed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -215,7 +214,7 @@ impl PipelineReplay {
         self.pipeline
             .metrics()
             .dead_letters_replayed
-            .fetch_add(report.replayed as u64, Relaxed);
+            .inc_by(report.replayed as u64);
         report.refused = refused.into_iter().collect();
         let mut sql = Sql::new(db.get_database_backend());
         sql.push(

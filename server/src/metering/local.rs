@@ -3,7 +3,6 @@
 //! lives in memory: messages still queued when the process stops are gone, which is why a real
 //! deployment uses RabbitMQ.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +53,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = pipeline.metrics().clone();
-    metrics.queue_connected.store(true, Relaxed);
+    metrics.set_connected(true);
     loop {
         let first = tokio::select! {
             m = receiver.rx.recv() => m,
@@ -70,7 +69,7 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        metrics.lag_messages.store(queue.depth() as i64, Relaxed);
+        metrics.lag_messages.set(queue.depth() as i64);
         let bodies: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
         let Some(verdicts) = pipeline
             .process_until_done(&bodies, cancel.cancelled())

@@ -78,10 +78,7 @@ impl MeterService {
             "in-process"
         }));
         // The in-process queue is usable from the start; the broker once connected.
-        metrics.queue_connected.store(
-            settings.amqp_url.is_none(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        metrics.set_connected(settings.amqp_url.is_none());
         metrics
     }
 

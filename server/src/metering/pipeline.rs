@@ -1,7 +1,6 @@
 //! One step for every queue: validate a batch of message bodies, store it, detect peaks, count,
 //! and tell the live path what was committed. Queue loops only move bytes and acks.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,12 +128,10 @@ impl Pipeline {
             }
             verdicts.push(verdict);
         }
-        self.metrics.accepted.fetch_add(new, Relaxed);
-        self.metrics.duplicates.fetch_add(duplicates, Relaxed);
-        self.metrics.conflicts.fetch_add(conflicts, Relaxed);
-        self.metrics
-            .peaks
-            .fetch_add(outcome.alerts.len() as u64, Relaxed);
+        self.metrics.accepted.inc_by(new);
+        self.metrics.duplicates.inc_by(duplicates);
+        self.metrics.conflicts.inc_by(conflicts);
+        self.metrics.peaks.inc_by(outcome.alerts.len() as u64);
         for alert in &outcome.alerts {
             tracing::info!(
                 device = %alert.device_id,
@@ -172,7 +169,7 @@ impl Pipeline {
             match self.process(bodies).await {
                 Ok(processed) => return Some(processed.verdicts),
                 Err(error) => {
-                    self.metrics.transient_failures.fetch_add(1, Relaxed);
+                    self.metrics.transient_failures.inc();
                     tracing::warn!(
                         %error,
                         retry_in_ms = delay.as_millis() as u64,

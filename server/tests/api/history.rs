@@ -137,9 +137,8 @@ async fn feed(app: &TestApp, bodies: Vec<Vec<u8>>) {
 
 /// Messages the pipeline has taken (stored or found stored).
 fn processed(app: &TestApp) -> u64 {
-    use std::sync::atomic::Ordering::Relaxed;
     let m = &app.metering.metrics;
-    m.accepted.load(Relaxed) + m.duplicates.load(Relaxed) + m.conflicts.load(Relaxed)
+    m.accepted.get() + m.duplicates.get() + m.conflicts.get()
 }
 
 /// Feeds `bodies` ten at a time, each ten a batch of its own: most readings then arrive after

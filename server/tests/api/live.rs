@@ -3,7 +3,6 @@
 //! instances and a crash between commit and publication.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use app::live::LiveEvent;
@@ -111,7 +110,7 @@ async fn the_handshake_needs_a_session_and_one_of_the_sites_origins(backend: Bac
     socket
         .until(WAIT, "hello", |f| matches!(f.event, LiveEvent::Hello(_)))
         .await;
-    assert_eq!(app.metering.metrics.ws_refused.load(Relaxed), 3);
+    assert_eq!(app.metering.metrics.ws_refused.get(), 3);
     assert_eq!(app.hub.sockets(), 1);
 
     // Frames from the browser are not taken: the socket says so and closes.
@@ -396,7 +395,7 @@ async fn a_stalled_socket_is_told_to_reload_and_holds_up_no_one() {
     println!(
         "reader had every alert {:?} after the marker was sent; resyncs: {}",
         started.elapsed(),
-        app.metering.metrics.ws_resyncs.load(Relaxed)
+        app.metering.metrics.ws_resyncs.get()
     );
 
     // The stalled one, read at last: it was told to reload.
@@ -405,7 +404,7 @@ async fn a_stalled_socket_is_told_to_reload_and_holds_up_no_one() {
             f.event == LiveEvent::Resync
         })
         .await;
-    assert!(app.metering.metrics.ws_resyncs.load(Relaxed) >= 1);
+    assert!(app.metering.metrics.ws_resyncs.get() >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,7 +438,7 @@ async fn a_peer_that_stops_answering_is_dropped() {
     // Never read: never answers a ping.
     let _silent = reconnect(&app.address, &cookie, None).await;
     let deadline = Instant::now() + WAIT;
-    while app.metering.metrics.ws_dropped.load(Relaxed) == 0 {
+    while app.metering.metrics.ws_dropped.get() == 0 {
         assert!(
             Instant::now() < deadline,
             "the silent peer is still there: {} sockets",
@@ -499,8 +498,8 @@ async fn a_peak_consumed_by_either_instance_reaches_its_owner_on_the_other_once(
     wait_for_rows(&first.db, "readings", 301 + 1, Duration::from_secs(60)).await;
     wait_for_rows(&first.db, "alerts", 100, Duration::from_secs(60)).await;
     let (a, b) = (
-        first.metering.metrics.peaks.load(Relaxed),
-        second.metrics.peaks.load(Relaxed),
+        first.metering.metrics.peaks.get(),
+        second.metrics.peaks.get(),
     );
     println!("peaks raised by the first instance: {a}, by the second: {b}");
     assert!(a > 0 && b > 0, "both instances raised peaks ({a}, {b})");

@@ -3,7 +3,6 @@
 //! stored, dead-lettered and alerted. Every test has queue and exchange names of its own.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,19 +56,15 @@ async fn simulator_readings_are_stored_once_with_exactly_the_expected_peaks(back
     wait_for_rows(&app.db, "readings", 1000, Duration::from_secs(60)).await;
     let metrics = &app.metering.metrics;
     for _ in 0..100 {
-        if metrics.accepted.load(Relaxed)
-            + metrics.duplicates.load(Relaxed)
-            + metrics.conflicts.load(Relaxed)
-            >= 1105
-        {
+        if metrics.accepted.get() + metrics.duplicates.get() + metrics.conflicts.get() >= 1105 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(lost_and_duplicated(&app.db, &messages).await, (0, 0));
-    assert_eq!(metrics.accepted.load(Relaxed), 1000);
-    assert_eq!(metrics.duplicates.load(Relaxed), 100);
-    assert_eq!(metrics.conflicts.load(Relaxed), 5);
+    assert_eq!(metrics.accepted.get(), 1000);
+    assert_eq!(metrics.duplicates.get(), 100);
+    assert_eq!(metrics.conflicts.get(), 5);
 
     let alerts = stored_alerts(&app.db).await;
     assert_eq!(alerts, expected);
@@ -81,7 +76,14 @@ async fn simulator_readings_are_stored_once_with_exactly_the_expected_peaks(back
         "each new alert is announced in the outbox"
     );
 
-    let text = get_text(&format!("{}/metrics", app.address)).await;
+    let scrape = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap();
+    assert_eq!(
+        scrape.headers()[reqwest::header::CONTENT_TYPE],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = scrape.text().await.unwrap();
     assert!(
         text.contains("energy_readings_accepted_total 1000\n"),
         "{text}"
@@ -89,6 +91,15 @@ async fn simulator_readings_are_stored_once_with_exactly_the_expected_peaks(back
     assert!(text.contains("energy_readings_conflict_total 5\n"));
     assert!(text.contains(&format!("energy_peaks_detected_total {}\n", expected.len())));
     assert!(text.contains("energy_consumer_connected{queue=\"amqp\"} 1\n"));
+    // The process metrics every Prometheus client exports, and the format's closing line.
+    let resident: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no process_resident_memory_bytes in\n{text}"));
+    assert!(resident > 1e6, "{resident}");
+    assert!(text.contains("\nprocess_open_fds "), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
     drop_topology(&topology).await;
 }
 
@@ -241,7 +252,7 @@ async fn malformed_messages_are_dead_lettered_with_their_reason_and_block_nothin
         );
     }
     assert_eq!(
-        app.metering.metrics.dead_letters_kept.load(Relaxed) as usize,
+        app.metering.metrics.dead_letters_kept.get() as usize,
         bad.len()
     );
     // /metrics shows them by reason: the table's counts, worked out here from the catalogue.
@@ -421,8 +432,8 @@ async fn two_server_instances_raise_each_peak_exactly_once() {
     assert_eq!(alerts, expected);
     let mut notified = announced_alerts(&first.db).await;
     let (a, b) = (
-        first.metering.metrics.accepted.load(Relaxed),
-        second.metrics.accepted.load(Relaxed),
+        first.metering.metrics.accepted.get(),
+        second.metrics.accepted.get(),
     );
     println!("instance readings: {a} + {b}; peaks: {}", notified.len());
     assert!(a > 0 && b > 0, "both instances consumed ({a}, {b})");
@@ -457,7 +468,7 @@ async fn readings_survive_the_database_being_unavailable() {
     assert_eq!(stats.confirmed, 12_000);
     wait_for_rows(&app.db, "readings", 12_000, Duration::from_secs(120)).await;
     let (lost, duplicated) = lost_and_duplicated(&app.db, &messages).await;
-    let retries = app.metering.metrics.transient_failures.load(Relaxed);
+    let retries = app.metering.metrics.transient_failures.get();
     println!(
         "database outage: 12000 readings, lost = {lost}, duplicated = {duplicated}, batches retried = {retries}"
     );
@@ -502,8 +513,8 @@ async fn readings_dead_lettered_at_the_delivery_limit_are_stored_after_all() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let ready = ready_messages(&topology.queue).await;
-            let redelivered = metrics.redelivered.load(Relaxed);
-            let tried = metrics.transient_failures.load(Relaxed);
+            let redelivered = metrics.redelivered.get();
+            let tried = metrics.transient_failures.get();
             let holds = if cut == 0 {
                 tried > 0
             } else {
@@ -526,7 +537,7 @@ async fn readings_dead_lettered_at_the_delivery_limit_are_stored_after_all() {
     // has dead-lettered the readings.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let reconnects = metrics.reconnects.load(Relaxed);
+        let reconnects = metrics.reconnects.get();
         let dead = ready_messages(&topology.dead_letter_queue).await;
         if reconnects >= sessions && dead > 0 {
             break;
@@ -547,8 +558,8 @@ async fn readings_dead_lettered_at_the_delivery_limit_are_stored_after_all() {
     )
     .await;
     let (lost, duplicated) = lost_and_duplicated(&app.db, &messages).await;
-    let recovered = metrics.dead_letters_recovered.load(Relaxed);
-    let reconnects = metrics.reconnects.load(Relaxed);
+    let recovered = metrics.dead_letters_recovered.get();
+    let reconnects = metrics.reconnects.get();
     println!(
         "delivery limit {}: {} readings, sessions dropped = {sessions}, reconnects = {reconnects}, \
          recovered from the dead-letter queue = {recovered}, lost = {lost}, duplicated = {duplicated}",
