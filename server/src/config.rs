@@ -162,6 +162,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=10_080))]
     pub history_gap_minutes: u64,
 
+    /// Seconds a stopping server (SIGTERM, Ctrl-C) has to drain: answer the requests in
+    /// flight, finish and acknowledge the batch in hand, close sockets with "going away". What
+    /// is still running then is dropped (unacknowledged deliveries go back to the queue).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_timeout_secs: u64,
+
     /// Test only: fail on purpose (`exit-after-alert-commit`).
     #[arg(long, env = "ENERGY_TEST_FAULT", hide = true, value_parser = parse_fault)]
     pub test_fault: Option<crate::metering::pipeline::Fault>,
@@ -247,6 +254,7 @@ impl Config {
             live_relay_poll_ms: 1000,
             outbox_retention_hours: 168,
             test_fault: None,
+            shutdown_timeout_secs: 8,
             history_gap_minutes: 120,
             session_idle_timeout_secs: 30 * 60,
             session_absolute_timeout_secs: 12 * 60 * 60,

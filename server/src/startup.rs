@@ -1,6 +1,6 @@
 //! Building and running the application: database, sessions, routes and middleware.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +46,8 @@ pub struct Application {
     live: LiveService,
     /// Stops the live path and the consumer; cancelled when the server stops.
     cancel: CancellationToken,
+    /// How long a stop may take (`SHUTDOWN_TIMEOUT_SECS`).
+    drain: Duration,
 }
 
 /// Which half of the server ended first.
@@ -163,6 +165,7 @@ impl Application {
             metering,
             live,
             cancel,
+            drain: Duration::from_secs(config.shutdown_timeout_secs),
         })
     }
 
@@ -195,8 +198,13 @@ impl Application {
 
     /// Serves the web app and runs the meter consumer and the live path side by side until
     /// `shutdown` completes (`Ok`) or one of them ends on its own (`Err` says which). Expired
-    /// sessions are swept meanwhile. On shutdown, open sockets are closed with "going away" and
-    /// the consumer finishes the batch in hand.
+    /// sessions are swept meanwhile.
+    ///
+    /// A stop drains within `SHUTDOWN_TIMEOUT_SECS`: the listener closes, the consumer takes no
+    /// new delivery and acknowledges the batch in hand once it is stored, open sockets are
+    /// closed with "going away" (1001: browsers reconnect, elsewhere behind a proxy), requests
+    /// in flight are answered. Whatever is still running at the deadline is dropped and said in
+    /// the log; deliveries not acknowledged by then go back to the queue.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -215,27 +223,34 @@ impl Application {
         });
         let cancel = self.cancel;
         let web_cancel = cancel.clone();
-        let web = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = web_cancel.cancelled() => {}
-            }
-            // Upgraded sockets are not the web server's to wait for: close them now.
-            web_cancel.cancel();
-        });
-        let live = tokio::spawn(self.live.run(cancel.clone()));
+        let mut web = tokio::spawn(
+            axum::serve(
+                self.listener,
+                self.router
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = web_cancel.cancelled() => {}
+                }
+                // The consumer, the live path and upgraded sockets (not the web server's to
+                // wait for) stop now too.
+                web_cancel.cancel();
+            })
+            .into_future(),
+        );
+        let mut live = tokio::spawn(self.live.run(cancel.clone()));
         let mut consumer = tokio::spawn(self.meter.run(cancel.clone()));
         let result = tokio::select! {
-            served = web => {
+            _ = cancel.cancelled() => Ok(()),
+            served = &mut web => {
                 cancel.cancel();
-                // Let the consumer finish its batch; it acknowledges nothing it did not store.
-                let _ = tokio::time::timeout(Duration::from_secs(10), &mut consumer).await;
-                served.map_err(Stopped::Web)
+                match served {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(Stopped::Web(e)),
+                    Err(join) => Err(Stopped::Web(std::io::Error::other(join.to_string()))),
+                }
             }
             ended = &mut consumer => {
                 cancel.cancel();
@@ -247,7 +262,34 @@ impl Application {
             }
         };
         sweeper.abort();
-        let _ = tokio::time::timeout(Duration::from_secs(5), live).await;
+        let deadline = tokio::time::Instant::now() + self.drain;
+        let started = std::time::Instant::now();
+        let mut late = Vec::new();
+        if !consumer.is_finished()
+            && tokio::time::timeout_at(deadline, &mut consumer)
+                .await
+                .is_err()
+        {
+            consumer.abort();
+            late.push("the meter consumer (its unacknowledged deliveries go back to the queue)");
+        }
+        if !web.is_finished() && tokio::time::timeout_at(deadline, &mut web).await.is_err() {
+            web.abort();
+            late.push("HTTP requests in flight");
+        }
+        if !live.is_finished() && tokio::time::timeout_at(deadline, &mut live).await.is_err() {
+            live.abort();
+            late.push("the live path");
+        }
+        if late.is_empty() {
+            tracing::info!(took_ms = started.elapsed().as_millis() as u64, "drained");
+        } else {
+            tracing::warn!(
+                timeout_secs = self.drain.as_secs(),
+                "stopped at the drain deadline with {} still running",
+                late.join(", ")
+            );
+        }
         result
     }
 }

@@ -147,6 +147,25 @@ pub async fn publish(topology: &Topology, bodies: impl IntoIterator<Item = Vec<u
     publisher.close().await.expect("all confirmed")
 }
 
+/// Publishes every body through one confirmed publisher, `per_second` of them a second (in
+/// steps of 10 ms), as a fleet of meters sends them.
+pub async fn publish_at_rate(topology: &Topology, bodies: Vec<Vec<u8>>, per_second: u32) -> Stats {
+    let mut options = PublisherOptions::new(amqp_url(), topology.clone());
+    options.reconnect_for = Duration::from_secs(120);
+    let mut publisher = Publisher::connect(options)
+        .await
+        .expect("publisher connects");
+    let per_tick = (per_second as usize / 100).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for chunk in bodies.chunks(per_tick) {
+        tick.tick().await;
+        for body in chunk {
+            publisher.publish(body.clone()).await.expect("publish");
+        }
+    }
+    publisher.close().await.expect("all confirmed")
+}
+
 /// The body of a GET, as text.
 pub async fn get_text(url: &str) -> String {
     reqwest::get(url)
@@ -275,6 +294,8 @@ pub struct ServerProcess {
     child: std::process::Child,
     pub address: String,
     pub duplicates: u64,
+    /// Readings it stored (as of `read_metrics`).
+    pub accepted: u64,
     /// Deliveries it got marked as redelivered (as of `read_metrics`).
     pub redelivered: u64,
 }
@@ -329,6 +350,7 @@ impl ServerProcess {
             child,
             address,
             duplicates: 0,
+            accepted: 0,
             redelivered: 0,
         }
     }
@@ -343,6 +365,7 @@ impl ServerProcess {
                         .unwrap_or(0)
                 };
                 self.duplicates = value("energy_readings_duplicate_total");
+                self.accepted = value("energy_readings_accepted_total");
                 self.redelivered = value("energy_deliveries_redelivered_total");
             }
         }
@@ -364,6 +387,15 @@ impl ServerProcess {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         None
+    }
+
+    /// Sends SIGTERM, as a service manager or `docker stop` does: the server drains and exits.
+    pub fn terminate(&self) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent");
     }
 
     pub fn kill(&mut self) {
