@@ -32,6 +32,9 @@ pub enum Command {
         #[arg(long)]
         device: Option<uuid::Uuid>,
     },
+    /// Ask the server at LEPTOS_SITE_ADDR for its health (`/healthz`); exit 0 when it is
+    /// healthy, 1 when not (a container's HEALTHCHECK).
+    Healthcheck,
     /// Create an admin account (the password is read from ADMIN_PASSWORD or standard input).
     CreateAdmin {
         #[arg(long)]

@@ -31,6 +31,18 @@ async fn main() -> anyhow::Result<()> {
     let config = cli.config;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
+        Command::Healthcheck => {
+            match server::health::check(config.site_addr, std::time::Duration::from_secs(5)) {
+                Ok(()) => {
+                    println!("healthy");
+                    Ok(())
+                }
+                Err(why) => {
+                    eprintln!("unhealthy: {why}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Migrate => {
             let url = db::resolve_url(config.database_url.as_deref())?;
             db::connect_and_migrate(&url).await?;
