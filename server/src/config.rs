@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
     about = "Energy Utility Platform: web app, API and meter consumer",
     long_about = "Energy Utility Platform server.\n\nWith no configuration it uses a SQLite file \
                   (data/energy.db). Every option can also be given as the environment variable \
-                  shown beside it."
+                  shown beside it.",
+    after_help = "Logging: RUST_LOG, a tracing filter (default: info)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -223,7 +224,13 @@ pub fn resolve_site_root(explicit: Option<&str>, exe: Option<&std::path::Path>) 
 impl Config {
     /// The site directory this server serves: see [`resolve_site_root`].
     pub fn site_root(&self) -> String {
-        let exe = std::env::current_exe().ok();
+        // Without /proc (a chroot), the path the binary was started by, when absolute.
+        let exe = std::env::current_exe().ok().or_else(|| {
+            std::env::args_os()
+                .next()
+                .map(std::path::PathBuf::from)
+                .filter(|p| p.is_absolute())
+        });
         resolve_site_root(self.site_root.as_deref(), exe.as_deref())
     }
 
