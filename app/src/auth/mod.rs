@@ -129,6 +129,11 @@ pub fn use_auth() -> Auth {
 
 /// Renders `children` only for a signed-in user of `role` (any role when `None`); sends an
 /// anonymous visitor to the login page and shows "not allowed" to a user of another role.
+///
+/// While rendering on the server, `Suspense` walks its children several times (to find what
+/// they load), and builds them anew each time: a resource made inside `children` is fetched,
+/// and sent with the page, that many times. Pages therefore make their resources themselves,
+/// outside `Gate`, and pass them in.
 #[component]
 pub fn Gate(#[prop(optional)] role: Option<Role>, children: ChildrenFn) -> impl IntoView {
     let auth = use_auth();

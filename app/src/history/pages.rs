@@ -7,6 +7,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use super::chart::{note, Chart};
 use super::{device_day, device_month, Coverage, History};
 use crate::auth::{use_auth, Gate, Role};
+use crate::error::AppError;
 use crate::live::format_number;
 use crate::live::state::use_live;
 use crate::ui::ErrorBox;
@@ -36,28 +37,29 @@ impl Span {
 
 #[component]
 pub fn DayPage() -> impl IntoView {
+    let history = history(Span::Day);
     view! {
         <Gate>
-            <HistoryView span=Span::Day/>
+            <HistoryView span=Span::Day history/>
         </Gate>
     }
 }
 
 #[component]
 pub fn MonthPage() -> impl IntoView {
+    let history = history(Span::Month);
     view! {
         <Gate>
-            <HistoryView span=Span::Month/>
+            <HistoryView span=Span::Month history/>
         </Gate>
     }
 }
 
-#[component]
-fn HistoryView(span: Span) -> impl IntoView {
+/// The figures the page shows. Made by the page, outside `Gate` (see `Gate`).
+fn history(span: Span) -> Resource<Result<History, AppError>> {
     let params = use_params_map();
     let query = use_query_map();
     let live = use_live();
-    let auth = use_auth();
     let id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
     let period = Memo::new(move |_| query.read().get(span.key()));
     // A new reading of this device reloads the figures: today's chart grows as they arrive.
@@ -66,7 +68,7 @@ fn HistoryView(span: Span) -> impl IntoView {
         live.overlays
             .with(|m| m.get(&device).and_then(|o| o.last.as_ref().map(|l| l.t_ms)))
     });
-    let history = Resource::new(
+    Resource::new(
         move || (id.get(), period.get(), latest.get()),
         move |(id, period, _)| async move {
             match span {
@@ -74,7 +76,12 @@ fn HistoryView(span: Span) -> impl IntoView {
                 Span::Month => device_month(id, period).await,
             }
         },
-    );
+    )
+}
+
+#[component]
+fn HistoryView(span: Span, history: Resource<Result<History, AppError>>) -> impl IntoView {
+    let auth = use_auth();
     let back = move || match auth.user.get() {
         Some(Ok(Some(user))) if user.role == Role::Admin => ("/admin/live", "← Live"),
         _ => ("/dashboard", "← My devices"),

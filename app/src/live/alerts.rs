@@ -123,19 +123,10 @@ pub async fn mark_alerts_read(id: Option<String>) -> Result<i64, AppError> {
     Ok(unread)
 }
 
+/// The alert centre. Its list is made here, outside `Gate` (see `Gate`).
 #[component]
 pub fn AlertsPage() -> impl IntoView {
-    view! {
-        <Gate>
-            <AlertCentre/>
-        </Gate>
-    }
-}
-
-#[component]
-fn AlertCentre() -> impl IntoView {
     let live = use_live();
-    let auth = use_auth();
     let query = use_query_map();
     let page = crate::ui::use_page_query();
     let unread_only = Memo::new(move |_| query.read().get("show").as_deref() == Some("unread"));
@@ -151,6 +142,20 @@ fn AlertCentre() -> impl IntoView {
         },
         |(page, unread, ..)| list_alerts(Some(page), Some(unread)),
     );
+    view! {
+        <Gate>
+            <AlertCentre unread_only mark alerts/>
+        </Gate>
+    }
+}
+
+#[component]
+fn AlertCentre(
+    unread_only: Memo<bool>,
+    mark: ServerAction<MarkAlertsRead>,
+    alerts: Resource<Result<AlertList, AppError>>,
+) -> impl IntoView {
+    let auth = use_auth();
     // The badge follows the marking through the socket (in this tab as in the others).
     let error = Signal::derive(move || mark.value().get().and_then(Result::err));
     let is_admin =

@@ -224,9 +224,10 @@ fn cards(devices: Vec<DeviceLive>, seq: i64, show_owner: bool) -> impl IntoView 
 /// The client's "My devices".
 #[component]
 pub fn DashboardPage() -> impl IntoView {
+    let query = LiveQuery::new();
     view! {
         <Gate role=Role::Client>
-            <LiveDevicesView admin=false/>
+            <LiveDevicesView admin=false query/>
         </Gate>
     }
 }
@@ -234,24 +235,41 @@ pub fn DashboardPage() -> impl IntoView {
 /// The admins' view of every device.
 #[component]
 pub fn AdminLivePage() -> impl IntoView {
+    let query = LiveQuery::new();
     view! {
         <Gate role=Role::Admin>
-            <LiveDevicesView admin=true/>
+            <LiveDevicesView admin=true query/>
         </Gate>
+    }
+}
+
+/// The page's filter and its devices. Made by the page, outside `Gate`: a `Suspense` walks its
+/// children more than once while rendering on the server, and a resource made in there would
+/// be fetched (and sent to the browser) each time.
+#[derive(Clone, Copy)]
+struct LiveQuery {
+    owner: Memo<String>,
+    devices: Resource<Result<LiveDevices, AppError>>,
+}
+
+impl LiveQuery {
+    fn new() -> Self {
+        let live = use_live();
+        let query = use_query_map();
+        let owner = Memo::new(move |_| query.read().get("owner").unwrap_or_else(|| "all".into()));
+        let page = crate::ui::use_page_query();
+        let devices = Resource::new(
+            move || (owner.get(), page.get(), live.devices_version.get()),
+            |(owner, page, _)| list_live_devices(Some(owner), Some(page)),
+        );
+        LiveQuery { owner, devices }
     }
 }
 
 /// Device cards, a page at a time; admins pick whose.
 #[component]
-fn LiveDevicesView(admin: bool) -> impl IntoView {
-    let live = use_live();
-    let query = use_query_map();
-    let owner = Memo::new(move |_| query.read().get("owner").unwrap_or_else(|| "all".into()));
-    let page = crate::ui::use_page_query();
-    let devices = Resource::new(
-        move || (owner.get(), page.get(), live.devices_version.get()),
-        |(owner, page, _)| list_live_devices(Some(owner), Some(page)),
-    );
+fn LiveDevicesView(admin: bool, query: LiveQuery) -> impl IntoView {
+    let LiveQuery { owner, devices } = query;
     let (title, base) = if admin {
         ("Live", "/admin/live")
     } else {

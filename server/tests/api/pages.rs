@@ -44,7 +44,8 @@ async fn the_dashboard_html_lists_the_clients_devices_before_any_script_runs(bac
     let admin = app.admin().await;
     let quinn = app.create_client(&admin, "quinn").await;
     let rex = app.create_client(&admin, "rex").await;
-    app.create_device(&admin, "Quinn's boiler", Some(quinn))
+    let boiler = app
+        .create_device(&admin, "Quinn's boiler", Some(quinn))
         .await;
     app.create_device(&admin, "Rex's sauna", Some(rex)).await;
     let agent = app.login("quinn", PASSWORD).await;
@@ -59,9 +60,35 @@ async fn the_dashboard_html_lists_the_clients_devices_before_any_script_runs(bac
         "another client's device leaked into the page"
     );
 
+    // The device list was fetched once for this page: each fetch during the render is sent
+    // along with the page for hydration (as JSON, its `per_page` once per list).
+    let lists = html.matches("per_page").count();
+    assert_eq!(
+        lists, 1,
+        "the device list was fetched {lists} times for one page"
+    );
+    // So were the alerts and the history, on theirs.
+    for (path, key) in [
+        ("/alerts".to_owned(), "time_zone"),
+        (format!("/devices/{boiler}/day"), "total_kwh"),
+        (format!("/devices/{boiler}/month"), "total_kwh"),
+    ] {
+        let (status, _, html) = agent.page(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let fetched = html.matches(key).count();
+        assert_eq!(fetched, 1, "{path}: fetched {fetched} times for one page");
+    }
+
     let (status, _, html) = admin.page("/admin/devices").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("sauna"));
+    let (status, _, html) = admin.page("/admin/live").await;
+    assert_eq!(status, StatusCode::OK);
+    let lists = html.matches("per_page").count();
+    assert_eq!(
+        lists, 1,
+        "the live list was fetched {lists} times for one page"
+    );
 }
 
 async fn private_pages_are_not_cached(backend: Backend) {
