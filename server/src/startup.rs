@@ -328,7 +328,10 @@ fn router(
     let routes = route_list();
     let context = {
         let state = state.clone();
-        move || provide_context(state.clone())
+        move || {
+            provide_context(state.clone());
+            provide_context(app::auth::ssr::RequestUser::default());
+        }
     };
     let shell = {
         let options = state.leptos_options.clone();

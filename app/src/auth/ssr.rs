@@ -245,6 +245,7 @@ pub async fn sign_in(username: &str, password: &str) -> Result<CurrentUser, AppE
     state.throttle.succeeded(&account, &address);
 
     let session = session().await?;
+    RequestUser::forget();
     session.clear().await;
     session.cycle_id().await?;
     let now = Utc::now().timestamp();
@@ -338,6 +339,7 @@ pub async fn change_password(current: &str, new: &str, confirm: &str) -> Result<
 }
 
 pub async fn sign_out() -> Result<(), AppError> {
+    RequestUser::forget();
     session().await?.flush().await?;
     Ok(())
 }
@@ -400,9 +402,39 @@ pub async fn check_session<C: ConnectionTrait>(
     })
 }
 
+/// The signed-in user as this request found them, so that the header, the page and its data
+/// look the session's user up once between them. The server provides one per request, beside
+/// the app state; signing in or out forgets it.
+#[derive(Clone, Default)]
+pub struct RequestUser(std::sync::Arc<tokio::sync::Mutex<Option<Option<CurrentUser>>>>);
+
+impl RequestUser {
+    fn forget() {
+        if let Some(memo) = leptos::prelude::use_context::<RequestUser>() {
+            if let Ok(mut known) = memo.0.try_lock() {
+                *known = None;
+            }
+        }
+    }
+}
+
 /// The signed-in user of this request, if any. Ends the session when it is past its idle or
 /// absolute timeout, or when its user no longer exists.
 pub async fn optional_user() -> Result<Option<CurrentUser>, AppError> {
+    let Some(memo) = leptos::prelude::use_context::<RequestUser>() else {
+        return look_up_user().await;
+    };
+    // Held while looking up: a second asker in this request waits for the first answer.
+    let mut known = memo.0.lock().await;
+    if let Some(user) = known.as_ref() {
+        return Ok(user.clone());
+    }
+    let user = look_up_user().await?;
+    *known = Some(user.clone());
+    Ok(user)
+}
+
+async fn look_up_user() -> Result<Option<CurrentUser>, AppError> {
     let state = state()?;
     let session = session().await?;
     let now = Utc::now().timestamp();
