@@ -161,20 +161,7 @@ async fn main() {
         .cookie_store(true)
         .build()
         .unwrap();
-    let login = http
-        .post(format!("{address}/api/login"))
-        .form(&[("username", ADMIN), ("password", ADMIN_PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    let session = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("energy_session="))
-        .map(|v| v.split(';').next().unwrap().to_owned())
-        .expect("a session cookie");
+    let session = support::session_cookie(&http, &address, ADMIN, ADMIN_PASSWORD).await;
     let cookies = format!("{session}; tz=Europe%2FBucharest");
     let call = |endpoint: &'static str, args: Vec<(&'static str, String)>| {
         let request = http

@@ -178,23 +178,8 @@ async fn latency(probes: usize) -> (Latencies, u64) {
     .unwrap();
     let background = create_devices(&db, 100, MAX_KW).await;
     let client = reqwest::Client::builder().build().unwrap();
-    let login = client
-        .post(format!("{address}/api/login"))
-        .form(&[
-            ("username", "probe-owner"),
-            ("password", "probe-owner-password"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let cookie = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("energy_session="))
-        .map(|v| v.split(';').next().unwrap().to_owned())
-        .expect("a session cookie");
+    let cookie =
+        support::session_cookie(&client, &address, "probe-owner", "probe-owner-password").await;
     let (report, mut reports) = mpsc::unbounded_channel();
     listen(&address, &cookie, 0, report).await.unwrap();
 

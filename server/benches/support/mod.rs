@@ -1,4 +1,6 @@
-//! Shared by the benchmarks: a PostgreSQL database of their own, and the machine they ran on.
+//! Shared by the benchmarks: a PostgreSQL database of their own, and a signed-in session.
+//! Not every benchmark uses every helper.
+#![allow(dead_code)]
 
 use sea_orm::{ConnectionTrait, Database};
 use uuid::Uuid;
@@ -26,4 +28,27 @@ pub async fn drop_database(name: &str) {
     let _ = admin
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .await;
+}
+
+/// Signs in at `address` (`http://host:port`); the session cookie (`energy_session=…`).
+pub async fn session_cookie(
+    http: &reqwest::Client,
+    address: &str,
+    username: &str,
+    password: &str,
+) -> String {
+    let login = http
+        .post(format!("{address}/api/login"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("energy_session="))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no session cookie for {username}: {}", login.status()))
 }
