@@ -105,6 +105,13 @@ pub fn ErrorBox(error: AppError) -> impl IntoView {
     }
 }
 
+/// The visible input a field's message is about: by its name (a list's inputs: `name[]`).
+#[cfg(target_arch = "wasm32")]
+fn field_input(field: &str) -> Option<web_sys::Element> {
+    let selector = format!("[name=\"{field}\"]:not([type=hidden]), [name=\"{field}[]\"]");
+    document().query_selector(&selector).ok().flatten()
+}
+
 /// The message for one form field, taken from the form's last error. In the browser it also
 /// marks the field (`aria-invalid`, styled) while the message stands, and points the field at
 /// the message (`aria-describedby`).
@@ -115,8 +122,7 @@ pub fn FieldMessage(error: Signal<Option<AppError>>, field: &'static str) -> imp
     #[cfg(target_arch = "wasm32")]
     Effect::new(move |_| {
         let invalid = message.with(Option::is_some);
-        let selector = format!("[name=\"{field}\"]:not([type=hidden]), [name=\"{field}[]\"]");
-        if let Ok(Some(input)) = document().query_selector(&selector) {
+        if let Some(input) = field_input(field) {
             if invalid {
                 let _ = input.set_attribute("aria-invalid", "true");
                 let _ = input.set_attribute("aria-describedby", &format!("{field}-error"));
@@ -148,13 +154,7 @@ pub fn FormMessage(error: Signal<Option<AppError>>) -> impl IntoView {
             let Some(AppError::Validation(fields)) = e else {
                 return;
             };
-            let first = fields.iter().find_map(|f| {
-                let selector = format!(
-                    "[name=\"{0}\"]:not([type=hidden]), [name=\"{0}[]\"]",
-                    f.field
-                );
-                document().query_selector(&selector).ok().flatten()
-            });
+            let first = fields.iter().find_map(|f| field_input(&f.field));
             if let Some(input) = first.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
                 let _ = input.focus();
             }

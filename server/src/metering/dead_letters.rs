@@ -105,16 +105,6 @@ pub async fn keep_until_done(
     }
 }
 
-/// Dead letters kept, counted with their repeats, by reason (sorted by reason).
-pub async fn counts_by_reason(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>, DbErr> {
-    let mut sql = Sql::new(db.get_database_backend());
-    sql.push("SELECT reason, CAST(SUM(count) AS BIGINT) AS n FROM dead_letters GROUP BY reason ORDER BY reason");
-    let rows = db.query_all_raw(sql.build()).await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("", "reason")?, row.try_get("", "n")?)))
-        .collect()
-}
-
 /// Messages the pipeline takes per replayed batch.
 const REPLAY_BATCH: usize = 200;
 

@@ -353,7 +353,10 @@ pub async fn serve(
                 .into_response();
         }
     }
-    let counts = super::dead_letters::counts_by_reason(&exposition.db).await;
+    // The admin page's groups: messages (repeats counted) by reason.
+    let counts = app::dead_letters::ssr::groups(&exposition.db)
+        .await
+        .map(|groups| groups.into_iter().map(|g| (g.reason, g.messages)).collect());
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         exposition_text(&exposition.metrics, counts),
@@ -366,7 +369,7 @@ pub async fn serve(
 /// gauge is left out rather than shown as zero.
 fn exposition_text(
     metrics: &Metrics,
-    dead_letters: Result<Vec<(String, i64)>, sea_orm::DbErr>,
+    dead_letters: Result<Vec<(String, i64)>, app::error::AppError>,
 ) -> String {
     let mut out = String::with_capacity(8192);
     metrics.encode(&mut out);
@@ -385,7 +388,7 @@ fn exposition_text(
             let _ = text::encode_registry(&mut out, &registry);
         }
         Err(error) => {
-            tracing::warn!(%error, "cannot count the dead letters for /metrics");
+            tracing::warn!(?error, "cannot count the dead letters for /metrics");
         }
     }
     let _ = text::encode_eof(&mut out);
@@ -427,7 +430,7 @@ mod tests {
         assert!(text.contains("energy_dead_letters{reason=\"unknown_device\"} 3\n"));
         assert!(text.contains("energy_dead_letters{reason=\"odd\\\"re\\\\ason\\n\"} 1\n"));
         assert!(text.ends_with("# EOF\n"));
-        let text = exposition_text(&m, Err(sea_orm::DbErr::Custom("down".into())));
+        let text = exposition_text(&m, Err(app::error::AppError::Internal));
         assert!(!text.contains("energy_dead_letters{"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
