@@ -223,7 +223,10 @@ impl Application {
         });
         let cancel = self.cancel;
         let web_cancel = cancel.clone();
-        let mut web = tokio::spawn(
+        // Whether the stop was asked for (a signal), rather than forced by a part that ended.
+        let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut web = tokio::spawn({
+            let asked = asked.clone();
             axum::serve(
                 self.listener,
                 self.router
@@ -231,49 +234,46 @@ impl Application {
             )
             .with_graceful_shutdown(async move {
                 tokio::select! {
-                    _ = shutdown => {}
+                    _ = shutdown => asked.store(true, std::sync::atomic::Ordering::SeqCst),
                     _ = web_cancel.cancelled() => {}
                 }
                 // The consumer, the live path and upgraded sockets (not the web server's to
                 // wait for) stop now too.
                 web_cancel.cancel();
             })
-            .into_future(),
-        );
+            .into_future()
+        });
         let mut live = tokio::spawn(self.live.run(cancel.clone()));
         let mut consumer = tokio::spawn(self.meter.run(cancel.clone()));
-        let result = tokio::select! {
-            _ = cancel.cancelled() => Ok(()),
-            served = &mut web => {
-                cancel.cancel();
-                match served {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(Stopped::Web(e)),
-                    Err(join) => Err(Stopped::Web(std::io::Error::other(join.to_string()))),
-                }
-            }
-            ended = &mut consumer => {
-                cancel.cancel();
-                Err(Stopped::Consumer(match ended {
-                    Ok(Ok(())) => anyhow::anyhow!("it ended without an error"),
-                    Ok(Err(e)) => e,
-                    Err(join) => anyhow::anyhow!("it panicked: {join}"),
-                }))
-            }
-        };
+        // The consumer cancels the others when it ends, so its own end is looked at first.
+        let mut consumer_ended = None;
+        let mut web_failed = None;
+        tokio::select! {
+            biased;
+            ended = &mut consumer => consumer_ended = Some(ended),
+            served = &mut web => web_failed = Some(served),
+            _ = cancel.cancelled() => {}
+        }
+        cancel.cancel();
         sweeper.abort();
         let deadline = tokio::time::Instant::now() + self.drain;
         let started = std::time::Instant::now();
         let mut late = Vec::new();
-        if !consumer.is_finished()
-            && tokio::time::timeout_at(deadline, &mut consumer)
-                .await
-                .is_err()
-        {
-            consumer.abort();
-            late.push("the meter consumer (its unacknowledged deliveries go back to the queue)");
+        if consumer_ended.is_none() {
+            match tokio::time::timeout_at(deadline, &mut consumer).await {
+                Ok(ended) => consumer_ended = Some(ended),
+                Err(_) => {
+                    consumer.abort();
+                    late.push(
+                        "the meter consumer (its unacknowledged deliveries go back to the queue)",
+                    );
+                }
+            }
         }
-        if !web.is_finished() && tokio::time::timeout_at(deadline, &mut web).await.is_err() {
+        if web_failed.is_none()
+            && !web.is_finished()
+            && tokio::time::timeout_at(deadline, &mut web).await.is_err()
+        {
             web.abort();
             late.push("HTTP requests in flight");
         }
@@ -290,6 +290,20 @@ impl Application {
                 late.join(", ")
             );
         }
+        let asked = asked.load(std::sync::atomic::Ordering::SeqCst);
+        // A stop that was asked for is a clean exit unless the consumer failed on its way out;
+        // one that was not is the failure of whichever part ended.
+        let result = match (web_failed, consumer_ended) {
+            (Some(Ok(Ok(()))), _) if asked => Ok(()),
+            (Some(Ok(Err(e))), _) => Err(Stopped::Web(e)),
+            (Some(Err(join)), _) => Err(Stopped::Web(std::io::Error::other(join.to_string()))),
+            (_, Some(Ok(Err(e)))) => Err(Stopped::Consumer(e)),
+            (_, Some(Err(join))) => Err(Stopped::Consumer(anyhow::anyhow!("it panicked: {join}"))),
+            _ if asked => Ok(()),
+            _ => Err(Stopped::Consumer(anyhow::anyhow!(
+                "it ended without an error or a stop"
+            ))),
+        };
         result
     }
 }

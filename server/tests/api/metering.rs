@@ -749,3 +749,33 @@ async fn current_database(app: &TestApp) -> String {
         .unwrap();
     row.try_get_by_index(0).unwrap()
 }
+
+/// A queue declared earlier with other arguments is a fault the consumer cannot mend: the
+/// server stops with an error (exit 1: a service manager shows it and restarts), rather than
+/// looking like a clean stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_the_consumer_cannot_use_stops_the_server_with_an_error() {
+    use lapin::options::QueueDeclareOptions;
+    let topology = topology();
+    let app = spawn_app(Backend::Postgres).await;
+    let connection = lapin::Connection::connect(&amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    // A classic queue where the server wants a quorum queue.
+    channel
+        .queue_declare(
+            topology.queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut server = ServerProcess::start(&app.database_url, &topology, 10);
+    let code = server.wait_exit(Duration::from_secs(30));
+    assert_eq!(code, Some(1), "the server's exit code");
+    drop_topology(&topology).await;
+}
