@@ -245,7 +245,6 @@ pub async fn sign_in(username: &str, password: &str) -> Result<CurrentUser, AppE
     state.throttle.succeeded(&account, &address);
 
     let session = session().await?;
-    RequestUser::forget();
     session.clear().await;
     session.cycle_id().await?;
     let now = Utc::now().timestamp();
@@ -253,7 +252,9 @@ pub async fn sign_in(username: &str, password: &str) -> Result<CurrentUser, AppE
     session.insert(AUTH_AT, now).await?;
     session.insert(SEEN_AT, now).await?;
     tracing::info!(user = %user.id, "signed in");
-    Ok(user.into())
+    let user = CurrentUser::from(user);
+    RequestUser::set(Some(user.clone())).await;
+    Ok(user)
 }
 
 /// Changes the signed-in user's password after checking the current one (through the login
@@ -339,8 +340,8 @@ pub async fn change_password(current: &str, new: &str, confirm: &str) -> Result<
 }
 
 pub async fn sign_out() -> Result<(), AppError> {
-    RequestUser::forget();
     session().await?.flush().await?;
+    RequestUser::set(None).await;
     Ok(())
 }
 
@@ -404,16 +405,15 @@ pub async fn check_session<C: ConnectionTrait>(
 
 /// The signed-in user as this request found them, so that the header, the page and its data
 /// look the session's user up once between them. The server provides one per request, beside
-/// the app state; signing in or out forgets it.
+/// the app state; signing in or out sets it once the session says so.
 #[derive(Clone, Default)]
 pub struct RequestUser(std::sync::Arc<tokio::sync::Mutex<Option<Option<CurrentUser>>>>);
 
 impl RequestUser {
-    fn forget() {
+    /// From now on in this request, the signed-in user is `user`.
+    async fn set(user: Option<CurrentUser>) {
         if let Some(memo) = leptos::prelude::use_context::<RequestUser>() {
-            if let Ok(mut known) = memo.0.try_lock() {
-                *known = None;
-            }
+            *memo.0.lock().await = Some(user);
         }
     }
 }
