@@ -12,6 +12,8 @@ ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG ARTEFACTS=build
 
 FROM ${RUST_IMAGE} AS build
+# scripts/env.sh is bash (it finds the pinned wasm-opt through BASH_SOURCE).
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 COPY . .
 # The pinned tools (cargo-leptos, wasm-bindgen, wasm-opt), without browser or dev tools.
@@ -32,6 +34,6 @@ ENV LEPTOS_SITE_ADDR=0.0.0.0:3000 \
 EXPOSE 3000
 VOLUME ["/data"]
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=15s --timeout=6s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=15s --timeout=12s --start-period=30s --retries=3 \
   CMD ["/app/server", "healthcheck"]
 ENTRYPOINT ["/app/server"]
