@@ -294,7 +294,6 @@ impl Application {
         // A stop that was asked for is a clean exit unless the consumer failed on its way out;
         // one that was not is the failure of whichever part ended.
         let result = match (web_failed, consumer_ended) {
-            (Some(Ok(Ok(()))), _) if asked => Ok(()),
             (Some(Ok(Err(e))), _) => Err(Stopped::Web(e)),
             (Some(Err(join)), _) => Err(Stopped::Web(std::io::Error::other(join.to_string()))),
             (_, Some(Ok(Err(e)))) => Err(Stopped::Consumer(e)),
