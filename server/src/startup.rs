@@ -293,7 +293,7 @@ impl Application {
         let asked = asked.load(std::sync::atomic::Ordering::SeqCst);
         // A stop that was asked for is a clean exit unless the consumer failed on its way out;
         // one that was not is the failure of whichever part ended.
-        let result = match (web_failed, consumer_ended) {
+        match (web_failed, consumer_ended) {
             (Some(Ok(Err(e))), _) => Err(Stopped::Web(e)),
             (Some(Err(join)), _) => Err(Stopped::Web(std::io::Error::other(join.to_string()))),
             (_, Some(Ok(Err(e)))) => Err(Stopped::Consumer(e)),
@@ -302,8 +302,7 @@ impl Application {
             _ => Err(Stopped::Consumer(anyhow::anyhow!(
                 "it ended without an error or a stop"
             ))),
-        };
-        result
+        }
     }
 }
 

@@ -134,13 +134,18 @@ pub fn expected_peaks(messages: &[MeterMessage], max_power_kw: f64) -> BTreeSet<
     expected
 }
 
-/// Publishes every body through the simulator's confirmed publisher.
-pub async fn publish(topology: &Topology, bodies: impl IntoIterator<Item = Vec<u8>>) -> Stats {
+/// The simulator's confirmed publisher on `topology`, riding out a broker restart of up to 2 min.
+async fn publisher(topology: &Topology) -> Publisher {
     let mut options = PublisherOptions::new(amqp_url(), topology.clone());
     options.reconnect_for = Duration::from_secs(120);
-    let mut publisher = Publisher::connect(options)
+    Publisher::connect(options)
         .await
-        .expect("publisher connects");
+        .expect("publisher connects")
+}
+
+/// Publishes every body through the simulator's confirmed publisher.
+pub async fn publish(topology: &Topology, bodies: impl IntoIterator<Item = Vec<u8>>) -> Stats {
+    let mut publisher = publisher(topology).await;
     for body in bodies {
         publisher.publish(body).await.expect("publish");
     }
@@ -150,11 +155,7 @@ pub async fn publish(topology: &Topology, bodies: impl IntoIterator<Item = Vec<u
 /// Publishes every body through one confirmed publisher, `per_second` of them a second (in
 /// steps of 10 ms), as a fleet of meters sends them.
 pub async fn publish_at_rate(topology: &Topology, bodies: Vec<Vec<u8>>, per_second: u32) -> Stats {
-    let mut options = PublisherOptions::new(amqp_url(), topology.clone());
-    options.reconnect_for = Duration::from_secs(120);
-    let mut publisher = Publisher::connect(options)
-        .await
-        .expect("publisher connects");
+    let mut publisher = publisher(topology).await;
     let per_tick = (per_second as usize / 100).max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     for chunk in bodies.chunks(per_tick) {
