@@ -17,6 +17,8 @@ pub mod csp;
 #[cfg(feature = "ssr")]
 pub mod entities;
 #[cfg(feature = "ssr")]
+pub mod memo;
+#[cfg(feature = "ssr")]
 pub mod sql;
 #[cfg(feature = "ssr")]
 pub mod state;

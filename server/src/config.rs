@@ -185,6 +185,14 @@ pub struct Config {
     #[arg(long, env = "SESSION_ABSOLUTE_TIMEOUT_SECS", default_value_t = 12 * 60 * 60)]
     pub session_absolute_timeout_secs: u64,
 
+    /// Seconds a signed-in session, once checked in the database, is trusted from memory. A
+    /// session ended on another instance is refused here as soon as its live event arrives, and
+    /// at the latest after this when events cannot travel (the broker is down). 0: check the
+    /// database on every request.
+    #[arg(long, env = "SESSION_CACHE_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub session_cache_secs: u64,
+
     /// Mark the session cookie `Secure`. Default: on when any site origin is https.
     #[arg(long, env = "COOKIE_SECURE", value_parser = clap::builder::BoolishValueParser::new())]
     pub cookie_secure: Option<bool>,
@@ -268,6 +276,7 @@ impl Config {
             history_gap_minutes: 120,
             session_idle_timeout_secs: 30 * 60,
             session_absolute_timeout_secs: 12 * 60 * 60,
+            session_cache_secs: 5,
             cookie_secure: None,
             site_root: None,
             output_name: "energy".into(),

@@ -132,6 +132,7 @@ impl SessionStore for DbSessionStore {
                 .map_err(backend)?;
         }
         txn.commit().await.map_err(backend)?;
+        self.live.sessions().forget(&id);
         if user.is_some() {
             self.live.wake();
         }

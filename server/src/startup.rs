@@ -106,7 +106,8 @@ impl Application {
         let dummy_hash = app::auth::ssr::hash_password(uuid::Uuid::new_v4().to_string())
             .await?
             .into();
-        let live_handle = app::live::ssr::LiveHandle::default();
+        let live_handle =
+            app::live::ssr::LiveHandle::new(Duration::from_secs(config.session_cache_secs));
         let cancel = CancellationToken::new();
         let metering_settings = config.metering();
         let metrics = MeterService::metrics_for(&metering_settings);

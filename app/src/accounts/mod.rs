@@ -103,6 +103,9 @@ pub async fn update_account(
         password.as_deref().unwrap_or(""),
     )
     .await?;
+    // This server shows the new name (or refuses the reset sessions) at once; other servers
+    // when the reset's event reaches them, or a rename within their session cache's lifetime.
+    state.live.sessions().ended(id, None);
     state.live.wake();
     Ok(account)
 }
@@ -115,6 +118,7 @@ pub async fn delete_account(id: String) -> Result<(), AppError> {
     let id = crate::validate::uuid(&id, "id")?;
     let state = crate::state::state()?;
     ssr::delete(&state.db, &admin, id).await?;
+    state.live.sessions().ended(id, None);
     state.live.wake();
     leptos_axum::redirect("/admin/accounts?deleted=1");
     Ok(())

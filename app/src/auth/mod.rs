@@ -10,6 +10,8 @@ use crate::ui::{ErrorBox, FieldMessage, NotAllowed};
 
 mod account;
 #[cfg(feature = "ssr")]
+pub mod cache;
+#[cfg(feature = "ssr")]
 pub mod ssr;
 #[cfg(feature = "ssr")]
 pub mod throttle;

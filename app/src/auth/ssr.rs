@@ -334,6 +334,8 @@ pub async fn change_password(current: &str, new: &str, confirm: &str) -> Result<
         .collect();
     crate::live::ssr::append(&txn, &ended).await?;
     txn.commit().await?;
+    // This server refuses the ended sessions at once; the others when the events reach them.
+    state.live.sessions().ended(user.id, None);
     state.live.wake();
     tracing::info!(user = %user.id, sessions_ended = others.len(), "password changed");
     Ok(())
@@ -438,17 +440,32 @@ async fn look_up_user() -> Result<Option<CurrentUser>, AppError> {
     let state = state()?;
     let session = session().await?;
     let now = Utc::now().timestamp();
+    let cache = state.live.sessions();
+    // The cookie's id: reading it does not load the session.
+    let id = session.id().map(|id| id.to_string());
+    if let Some((user, times)) = id.as_deref().and_then(|id| cache.get(id, Instant::now())) {
+        // Within its timeouts and not yet due for a touch: nothing to read or write.
+        if now <= times.deadline(&state.sessions) && now - times.seen_at < TOUCH_EVERY_SECS {
+            return Ok(Some(user));
+        }
+    }
+    let ticket = cache.ticket();
     match check_session(&state.db, &session, &state.sessions, now).await? {
         SessionCheck::Anonymous => Ok(None),
         SessionCheck::Over => {
             session.flush().await?;
             Ok(None)
         }
-        SessionCheck::SignedIn(user, times) => {
+        SessionCheck::SignedIn(user, mut times) => {
             if now - times.seen_at >= TOUCH_EVERY_SECS {
                 session.insert(SEEN_AT, now).await?;
+                times.seen_at = now;
             }
-            Ok(Some(user.into()))
+            let user = CurrentUser::from(user);
+            if let Some(id) = session.id() {
+                cache.put(ticket, &id.to_string(), user.clone(), times, Instant::now());
+            }
+            Ok(Some(user))
         }
     }
 }

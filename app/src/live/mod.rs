@@ -16,6 +16,8 @@ mod socket;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod state;
+#[cfg(feature = "ssr")]
+pub mod unread;
 
 pub use alerts::AlertsPage;
 pub use dashboard::{AdminLivePage, DashboardPage};
@@ -165,7 +167,18 @@ pub async fn get_live_summary() -> Result<Option<LiveSummary>, crate::error::App
     let state = crate::state::state()?;
     // The position first: the count then reflects at least the events up to it.
     let seq = state.live.seq();
-    let unread = ssr::unread_count(&state.db, &user).await?;
+    let counts = state.live.unread();
+    let now = std::time::Instant::now();
+    let unread = match counts.get(user.id, now) {
+        Some(unread) => unread,
+        None => {
+            let ticket = counts.ticket();
+            let unread = ssr::unread_count(&state.db, &user).await?;
+            let admin = user.role == crate::auth::Role::Admin;
+            counts.put(ticket, user.id, admin, unread, now);
+            unread
+        }
+    };
     Ok(Some(LiveSummary { unread, seq }))
 }
 

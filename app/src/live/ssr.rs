@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use super::alerts::AlertRow;
 use super::dashboard::DeviceLive;
+use super::unread::UnreadCache;
 use super::{EpisodeEvent, LiveEvent, ReadingEvent, UNREAD_CAP};
+use crate::auth::cache::SessionCache;
 use crate::auth::{CurrentUser, Role};
 use crate::devices::Device;
 use crate::sql::{max_of, Sql};
@@ -22,9 +24,33 @@ use crate::sql::{max_of, Sql};
 pub struct LiveHandle {
     wake: Arc<Notify>,
     seq: Arc<AtomicI64>,
+    sessions: Arc<SessionCache>,
+    unread: Arc<UnreadCache>,
 }
 
 impl LiveHandle {
+    /// A handle whose session and unread caches trust an entry for `cache_lifetime` (zero: no
+    /// caches).
+    pub fn new(cache_lifetime: std::time::Duration) -> Self {
+        LiveHandle {
+            sessions: Arc::new(SessionCache::new(cache_lifetime)),
+            unread: Arc::new(UnreadCache::new(cache_lifetime)),
+            ..Default::default()
+        }
+    }
+
+    /// The unread alert counts this server computed lately; the hub drops the ones its events
+    /// may change.
+    pub fn unread(&self) -> &UnreadCache {
+        &self.unread
+    }
+
+    /// The signed-in sessions this server checked lately; the hub drops the ones whose end it
+    /// passes on.
+    pub fn sessions(&self) -> &SessionCache {
+        &self.sessions
+    }
+
     /// Tells the relay that events were committed: it publishes them at once instead of at its
     /// next poll. Call after the commit.
     pub fn wake(&self) {

@@ -269,8 +269,10 @@ impl Hub {
                 continue;
             }
             registry.last_seq = event.seq;
+            // Before the position moves past it: a count read with that position includes it.
+            self.handle.unread().changed(event.user_id, event.private);
             if event.kind == "session_ended" {
-                end_sessions(&registry, event);
+                end_sessions(&registry, &self.handle, event);
                 continue;
             }
             let frame = Utf8Bytes::from(format!(
@@ -335,8 +337,9 @@ fn readings_frame(readings: Vec<ReadingEvent>) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(&frame).unwrap_or_default())
 }
 
-/// Closes the sockets of the session (or of every session of the user) the event names.
-fn end_sessions(registry: &Registry, event: &StoredEvent) {
+/// Closes the sockets of the session (or of every session of the user) the event names, and
+/// drops it from this server's session cache.
+fn end_sessions(registry: &Registry, handle: &LiveHandle, event: &StoredEvent) {
     let Some(user) = event.user_id else {
         return;
     };
@@ -344,9 +347,12 @@ fn end_sessions(registry: &Registry, event: &StoredEvent) {
         Ok(LiveEvent::SessionEnded(session)) => session,
         _ => {
             tracing::warn!(seq = event.seq, "a session_ended event without its session");
+            // Whatever it meant, none of the user's sessions is trusted from memory now.
+            handle.sessions().ended(user, None);
             return;
         }
     };
+    handle.sessions().ended(user, session);
     for slot in registry.users.get(&user).into_iter().flatten() {
         if session.is_none() || slot.session == session {
             slot.close(CloseReason::SessionEnded);

@@ -17,3 +17,4 @@ mod live;
 mod metering;
 mod pages;
 mod security;
+mod session_cache;
