@@ -102,12 +102,13 @@ pub async fn update_account(
         &display_name,
         password.as_deref().unwrap_or(""),
     )
-    .await?;
-    // This server shows the new name (or refuses the reset sessions) at once; other servers
-    // when the reset's event reaches them, or a rename within their session cache's lifetime.
+    .await;
+    // Whatever the answer (the change may be committed and the read after it failed): this
+    // server shows the new name (or refuses the reset sessions) at once; other servers when
+    // the reset's event reaches them, or a rename within their session cache's lifetime.
     state.live.sessions().ended(id, None);
     state.live.wake();
-    Ok(account)
+    account
 }
 
 /// Deletes an account: its devices become unassigned and its sessions end. An admin cannot
@@ -117,9 +118,10 @@ pub async fn delete_account(id: String) -> Result<(), AppError> {
     let admin = crate::auth::ssr::require_admin().await?;
     let id = crate::validate::uuid(&id, "id")?;
     let state = crate::state::state()?;
-    ssr::delete(&state.db, &admin, id).await?;
+    let deleted = ssr::delete(&state.db, &admin, id).await;
     state.live.sessions().ended(id, None);
     state.live.wake();
+    deleted?;
     leptos_axum::redirect("/admin/accounts?deleted=1");
     Ok(())
 }

@@ -449,21 +449,23 @@ async fn look_up_user() -> Result<Option<CurrentUser>, AppError> {
             return Ok(Some(user));
         }
     }
-    let ticket = cache.ticket();
+    // Taken before the read, and the entry's age counted from here: an end that no event
+    // announces is trusted for no longer than the lifetime.
+    let (ticket, checked) = (cache.ticket(), Instant::now());
     match check_session(&state.db, &session, &state.sessions, now).await? {
         SessionCheck::Anonymous => Ok(None),
         SessionCheck::Over => {
             session.flush().await?;
             Ok(None)
         }
-        SessionCheck::SignedIn(user, mut times) => {
-            if now - times.seen_at >= TOUCH_EVERY_SECS {
-                session.insert(SEEN_AT, now).await?;
-                times.seen_at = now;
-            }
+        SessionCheck::SignedIn(user, times) => {
             let user = CurrentUser::from(user);
-            if let Some(id) = session.id() {
-                cache.put(ticket, &id.to_string(), user.clone(), times, Instant::now());
+            if now - times.seen_at >= TOUCH_EVERY_SECS {
+                // Not kept in memory: the touch is saved only when the response is sent, and
+                // may not be. The next request checks again and finds it saved.
+                session.insert(SEEN_AT, now).await?;
+            } else if let Some(id) = &id {
+                cache.put(ticket, id, user.clone(), times, checked);
             }
             Ok(Some(user))
         }

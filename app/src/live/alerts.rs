@@ -119,6 +119,8 @@ pub async fn mark_alerts_read(id: Option<String>) -> Result<i64, AppError> {
     )
     .await?;
     txn.commit().await?;
+    // The next page from this server counts again; other servers when the event arrives.
+    state.live.unread().changed(Some(user.id), true);
     state.live.wake();
     Ok(unread)
 }

@@ -39,6 +39,12 @@ impl UnreadCache {
         self.0
             .prune(|id, (admin, _)| Some(*id) == user || (*admin && !private));
     }
+
+    /// Counts of users no event names changed (a deleted device takes its alerts along, also
+    /// those of its earlier owners): every count is counted again.
+    pub fn all_changed(&self) {
+        self.0.prune(|_, _| true);
+    }
 }
 
 #[cfg(test)]

@@ -270,7 +270,11 @@ impl Hub {
             }
             registry.last_seq = event.seq;
             // Before the position moves past it: a count read with that position includes it.
-            self.handle.unread().changed(event.user_id, event.private);
+            if event.kind == "device_deleted" {
+                self.handle.unread().all_changed();
+            } else {
+                self.handle.unread().changed(event.user_id, event.private);
+            }
             if event.kind == "session_ended" {
                 end_sessions(&registry, &self.handle, event);
                 continue;
