@@ -2,6 +2,7 @@
 //! and talks to it over HTTP.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use reqwest::{header, redirect, StatusCode};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
@@ -40,6 +41,53 @@ pub struct TestApp {
     pub hub: std::sync::Arc<server::live::hub::Hub>,
     sqlite_file: Option<PathBuf>,
     postgres_db: Option<String>,
+    /// Dropped last, so that it also watches the clean-up.
+    _watchdog: Watchdog,
+}
+
+/// How long one test may run before the whole run is ended as stuck.
+const STUCK_AFTER: Duration = Duration::from_secs(600);
+
+/// Ends the test run when the test that started it is still running after a limit: a wait
+/// without an end then fails fast, naming the test, its last step and (when gdb is there)
+/// every thread's stack, instead of running into CI's time limit.
+struct Watchdog(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+impl Watchdog {
+    fn start(limit: Duration) -> Self {
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                Watchdog::report(&test, limit);
+                std::process::abort();
+            }
+        });
+        Watchdog(done)
+    }
+
+    /// Straight to the process's stderr: the test harness captures `eprintln!`, and loses
+    /// what it captured when the process aborts.
+    fn report(test: &str, limit: Duration) {
+        use std::io::Write;
+        let steps = crate::meter_support::STEPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut err = std::io::stderr();
+        let _ = writeln!(
+            err,
+            "\n{test} is still running after {limit:?}: it is stuck; ending the run"
+        );
+        for (t, what, at) in steps {
+            let _ = writeln!(err, "  {t}: last step {what:?}, {:?} ago", at.elapsed());
+        }
+        let (ran, text) = backtraces();
+        let _ = writeln!(err, "gdb ({ran}):");
+        for line in text.lines().take(2_000) {
+            let _ = writeln!(err, "{line}");
+        }
+    }
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -74,6 +122,7 @@ async fn fresh_database(backend: Backend) -> (String, Option<PathBuf>, Option<St
 
 /// Spawns the app after `configure` has adjusted its configuration.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let watchdog = Watchdog::start(STUCK_AFTER);
     let (url, sqlite_file, postgres_db) = fresh_database(backend).await;
     let mut config = Config::for_database(url.clone());
     // Instances of other tests must not hear this one's live events.
@@ -90,6 +139,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
         hub,
         sqlite_file,
         postgres_db,
+        _watchdog: watchdog,
     }
 }
 
@@ -103,8 +153,10 @@ pub type Started = (
 
 /// Builds and starts one instance; it runs until the test ends.
 pub async fn start(config: Config) -> Started {
-    let app = Application::build(config)
+    crate::meter_support::step("starting an instance");
+    let app = tokio::time::timeout(Duration::from_secs(60), Application::build(config))
         .await
+        .expect("the application builds within 60 s")
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();
@@ -116,6 +168,7 @@ pub async fn start(config: Config) -> Started {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        crate::meter_support::step("dropping the test app");
         if let Some(path) = self.sqlite_file.take() {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -289,6 +342,18 @@ impl TestApp {
 }
 
 impl Agent {
+    /// Renames a device (an admin's call), with a test address and a 3.5 kW maximum.
+    pub async fn rename_device(&self, device: Uuid, name: &str) -> Reply {
+        let id = device.to_string();
+        let fields = [
+            ("id", id.as_str()),
+            ("description", name),
+            ("address", "1 Test Street"),
+            ("max_power_kw", "3.5"),
+        ];
+        self.call("update_device", &fields).await
+    }
+
     /// Calls the server function at `/api/{endpoint}` with form-encoded arguments.
     pub async fn call(&self, endpoint: &str, args: &[(&str, &str)]) -> Reply {
         self.call_with(endpoint, args, &[]).await
@@ -300,6 +365,7 @@ impl Agent {
         args: &[(&str, &str)],
         headers: &[(&str, &str)],
     ) -> Reply {
+        crate::meter_support::step(&format!("calling {endpoint}"));
         let mut request = self
             .http
             .post(format!("{}/api/{endpoint}", self.address))
@@ -321,6 +387,7 @@ impl Agent {
 
     /// GETs a page as a browser navigation would (Accept: text/html).
     pub async fn page(&self, path: &str) -> (StatusCode, header::HeaderMap, String) {
+        crate::meter_support::step(&format!("loading {path}"));
         let response = self
             .http
             .get(format!("{}{path}", self.address))
@@ -409,13 +476,12 @@ pub async fn raise_alert(app: &TestApp, device: Uuid) -> Uuid {
     }
 }
 
-/// Where this process's threads are, for a page that never finished. A deadlock shows as a
-/// thread waiting on a lock; every thread idle means a future that is never woken. (gdb writes
-/// to a file: a pipe could fill while every thread here is stopped.)
-fn stuck_threads() -> String {
+/// Every thread's stack in this process, from gdb (written to a file: a pipe could fill while
+/// every thread here is stopped), and how running gdb went.
+fn backtraces() -> (String, String) {
     let file = std::env::temp_dir().join(format!("stuck-{}.txt", std::process::id()));
     let command = format!(
-        "gdb -p {} -batch -ex 'thread apply all bt 40' > {} 2>&1",
+        "gdb -p {} -batch -nx -ex 'thread apply all bt 40' > {} 2>&1",
         std::process::id(),
         file.display()
     );
@@ -425,6 +491,13 @@ fn stuck_threads() -> String {
         .status();
     let text = std::fs::read_to_string(&file).unwrap_or_default();
     let _ = std::fs::remove_file(&file);
+    (format!("{ran:?}"), text)
+}
+
+/// Where this process's threads are, for a page that never finished. A deadlock shows as a
+/// thread waiting on a lock; every thread idle means a future that is never woken.
+fn stuck_threads() -> String {
+    let (ran, text) = backtraces();
     let wanted: Vec<&str> = text
         .lines()
         .filter(|l| {
@@ -441,5 +514,5 @@ fn stuck_threads() -> String {
                 .any(|w| l.contains(w))
         })
         .collect();
-    format!("gdb ({ran:?}):\n{}", wanted.join("\n"))
+    format!("gdb ({ran}):\n{}", wanted.join("\n"))
 }

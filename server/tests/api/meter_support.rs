@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use app::entities::devices;
 use chrono::Utc;
-use lapin::{Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set, Statement};
 use server::metering::peak::Point;
 use simulator::feed::{Clock, Feed, Limit, Source};
@@ -15,6 +15,23 @@ use simulator::{MeterMessage, Publisher, PublisherOptions, Stats, Topology};
 use uuid::Uuid;
 
 pub const STEP_MS: i64 = 600_000;
+
+/// The last step each running test reached (by test name), for the watchdog's report.
+pub static STEPS: std::sync::Mutex<Vec<(String, String, std::time::Instant)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Notes that the calling test reached `what` (shown if it gets stuck).
+pub fn step(what: &str) {
+    let Some(test) = std::thread::current().name().map(str::to_owned) else {
+        return;
+    };
+    if test.starts_with("tokio-") {
+        return;
+    }
+    let mut steps = STEPS.lock().unwrap_or_else(|e| e.into_inner());
+    steps.retain(|(t, _, _)| *t != test);
+    steps.push((test, what.to_owned(), std::time::Instant::now()));
+}
 
 pub fn amqp_url() -> String {
     std::env::var("TEST_AMQP_URL")
@@ -26,16 +43,38 @@ pub fn topology() -> Topology {
     Topology::with_prefix(&format!("test-{}", Uuid::new_v4().simple()))
 }
 
+/// How long a clean-up on the broker may take; a test does not wait longer for one.
+const CLEAN_UP: Duration = Duration::from_secs(20);
+
+/// Runs `work` on a channel of a connection of its own, to clean up after a test; gives up
+/// (saying so) when the broker does not answer in time.
+async fn clean_up<F: std::future::Future<Output = ()>>(
+    what: &str,
+    work: impl FnOnce(Channel) -> F,
+) {
+    step(&format!("deleting {what}"));
+    let cleaning = async {
+        let Ok(connection) =
+            Connection::connect(&amqp_url(), ConnectionProperties::default()).await
+        else {
+            return;
+        };
+        if let Ok(channel) = connection.create_channel().await {
+            work(channel).await;
+        }
+        let _ = connection.close(200, "bye".into()).await;
+    };
+    if tokio::time::timeout(CLEAN_UP, cleaning).await.is_err() {
+        eprintln!("{what} left behind: the broker did not answer in {CLEAN_UP:?}");
+    }
+}
+
 /// Deletes a test's queues and exchanges.
 pub async fn drop_topology(topology: &Topology) {
-    let Ok(connection) = Connection::connect(&amqp_url(), ConnectionProperties::default()).await
-    else {
-        return;
-    };
-    if let Ok(channel) = connection.create_channel().await {
+    clean_up(&topology.queue, |channel| async move {
         let _ = topology.delete(&channel).await;
-    }
-    let _ = connection.close(200, "bye".into()).await;
+    })
+    .await;
 }
 
 pub async fn create_devices(db: &DatabaseConnection, n: usize, max_power_kw: f64) -> Vec<Uuid> {
@@ -145,12 +184,21 @@ async fn publisher(topology: &Topology) -> Publisher {
 
 /// Publishes every body through the simulator's confirmed publisher.
 pub async fn publish(topology: &Topology, bodies: impl IntoIterator<Item = Vec<u8>>) -> Stats {
-    let mut publisher = publisher(topology).await;
-    for body in bodies {
-        publisher.publish(body).await.expect("publish");
-    }
-    publisher.close().await.expect("all confirmed")
+    step("publishing");
+    let publishing = async {
+        let mut publisher = publisher(topology).await;
+        for body in bodies {
+            publisher.publish(body).await.expect("publish");
+        }
+        publisher.close().await.expect("all confirmed")
+    };
+    tokio::time::timeout(PUBLISHING, publishing)
+        .await
+        .unwrap_or_else(|_| panic!("publishing took longer than {PUBLISHING:?}"))
 }
+
+/// The longest a test's publication may take, a broker restart included.
+const PUBLISHING: Duration = Duration::from_secs(300);
 
 /// Publishes every body through one confirmed publisher, `per_second` of them a second (in
 /// steps of 10 ms), as a fleet of meters sends them.
@@ -188,6 +236,7 @@ pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
 
 /// Waits until the table holds `n` rows.
 pub async fn wait_for_rows(db: &DatabaseConnection, table: &str, n: i64, within: Duration) {
+    step(&format!("waiting for {n} {table}"));
     let started = Instant::now();
     loop {
         let have = count(db, &format!("SELECT COUNT(*) FROM {table}")).await;
@@ -413,19 +462,15 @@ impl Drop for ServerProcess {
 
 /// Deletes an exchange a test declared.
 pub async fn delete_exchange(name: &str) {
-    let Ok(connection) = Connection::connect(&amqp_url(), ConnectionProperties::default()).await
-    else {
-        return;
-    };
-    if let Ok(channel) = connection.create_channel().await {
+    clean_up(name, |channel| async move {
         let _ = channel
             .exchange_delete(
                 name.into(),
                 lapin::options::ExchangeDeleteOptions::default(),
             )
             .await;
-    }
-    let _ = connection.close(200, "bye".into()).await;
+    })
+    .await;
 }
 
 /// A TCP proxy in front of the broker whose connections a test can cut: the broker then sees

@@ -11,6 +11,9 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
+/// How long a handshake may take.
+const HANDSHAKE: Duration = Duration::from_secs(20);
+
 pub struct Socket {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// Every frame received but heartbeats, in order.
@@ -35,6 +38,7 @@ pub async fn connect(
     origin: Option<&str>,
     after: Option<i64>,
 ) -> Result<Socket, Refused> {
+    crate::meter_support::step("opening a socket");
     let host = address.trim_start_matches("http://");
     let query = after.map(|a| format!("?after={a}")).unwrap_or_default();
     let mut request = format!("ws://{host}/ws{query}")
@@ -50,7 +54,11 @@ pub async fn connect(
             .headers_mut()
             .insert("origin", origin.parse().expect("a header"));
     }
-    match tokio_tungstenite::connect_async(request).await {
+    let handshake = tokio::time::timeout(HANDSHAKE, tokio_tungstenite::connect_async(request));
+    match handshake
+        .await
+        .unwrap_or_else(|_| panic!("no answer to the handshake within {HANDSHAKE:?}"))
+    {
         Ok((stream, _)) => Ok(Socket {
             stream,
             seen: Vec::new(),
@@ -88,9 +96,9 @@ pub async fn open_with_small_window(address: &str, cookie: &str) -> Socket {
     let host = address.trim_start_matches("http://");
     let tcp = tokio::net::TcpSocket::new_v4().expect("a socket");
     tcp.set_recv_buffer_size(2048).expect("a small buffer");
-    let stream = tcp
-        .connect(host.parse().expect("an address"))
+    let stream = tokio::time::timeout(HANDSHAKE, tcp.connect(host.parse().expect("an address")))
         .await
+        .expect("connects in time")
         .expect("connects");
     let mut request = format!("ws://{host}/ws")
         .into_client_request()
@@ -101,8 +109,10 @@ pub async fn open_with_small_window(address: &str, cookie: &str) -> Socket {
     request
         .headers_mut()
         .insert("origin", origin_of(address).parse().expect("a header"));
-    let (stream, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+    let handshake = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream));
+    let (stream, _) = tokio::time::timeout(HANDSHAKE, handshake)
         .await
+        .expect("an answer to the handshake in time")
         .expect("the socket opens");
     let mut socket = Socket {
         stream,
@@ -119,9 +129,9 @@ pub async fn open_with_small_window(address: &str, cookie: &str) -> Socket {
 
 impl Socket {
     pub async fn send_text(&mut self, text: &str) {
-        self.stream
-            .send(Message::Text(text.into()))
+        tokio::time::timeout(HANDSHAKE, self.stream.send(Message::Text(text.into())))
             .await
+            .expect("sent in time")
             .expect("sent");
     }
 
@@ -160,6 +170,7 @@ impl Socket {
         what: &str,
         matches: impl Fn(&Frame) -> bool,
     ) -> Frame {
+        crate::meter_support::step(&format!("reading until {what}"));
         let deadline = Instant::now() + within;
         loop {
             match self.next(deadline).await {
@@ -203,7 +214,7 @@ impl Socket {
     }
 
     pub async fn close(mut self) {
-        let _ = self.stream.close(None).await;
+        let _ = tokio::time::timeout(HANDSHAKE, self.stream.close(None)).await;
     }
 
     /// The kinds of the frames seen, for failure messages.
