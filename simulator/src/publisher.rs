@@ -308,9 +308,7 @@ impl Publisher {
     }
 
     async fn open(&self) -> Result<(Connection, Channel), Opened> {
-        let properties = ConnectionProperties::default()
-            .with_connection_name(self.options.connection_name.as_str().into());
-        let connection = Connection::connect(&self.options.url, properties)
+        let connection = connect(&self.options.url, &self.options.connection_name)
             .await
             .map_err(Opened::Unreachable)?;
         let channel = connection
@@ -348,6 +346,24 @@ fn properties() -> BasicProperties {
         .with_delivery_mode(2)
         .with_content_type("application/json".into())
         .with_timestamp(now)
+}
+
+/// How long a broker may take to accept a connection and finish the AMQP handshake. A broker
+/// that takes the TCP connection but never answers (one out of file descriptors does that)
+/// would otherwise hold the caller for good: lapin sets no deadline of its own.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Connects within [`CONNECT_TIMEOUT`], under a name the broker's management view shows.
+pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties)).await {
+        Ok(connected) => connected,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the broker did not answer within {CONNECT_TIMEOUT:?}"),
+        )
+        .into()),
+    }
 }
 
 /// The URL without its password, for messages.

@@ -13,7 +13,7 @@ use lapin::options::{
     QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use serde::{Deserialize, Serialize};
 use simulator::publisher::redact;
 use tokio::sync::mpsc;
@@ -236,15 +236,11 @@ async fn session(
     metrics: &Metrics,
     sessions: &mut u64,
 ) -> String {
-    let connection = match Connection::connect(
-        &settings.url,
-        ConnectionProperties::default().with_connection_name("energy-server-events".into()),
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => return format!("cannot connect: {e}"),
-    };
+    let connection =
+        match simulator::publisher::connect(&settings.url, "energy-server-events").await {
+            Ok(c) => c,
+            Err(e) => return format!("cannot connect: {e}"),
+        };
     let ended = consume(&connection, settings, publisher, hub, metrics, sessions).await;
     let _ = tokio::time::timeout(
         Duration::from_secs(2),

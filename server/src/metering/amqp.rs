@@ -21,7 +21,7 @@ use lapin::options::{
     ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use simulator::publisher::redact;
 use simulator::topology::{header_text, is_refusal, Topology, DETAIL_HEADER, REASON_HEADER};
 use tokio_util::sync::CancellationToken;
@@ -94,12 +94,9 @@ pub async fn run(
 }
 
 async fn connect(url: &str, name: &str) -> Result<Connection, Ended> {
-    Connection::connect(
-        url,
-        ConnectionProperties::default().with_connection_name(name.into()),
-    )
-    .await
-    .map_err(|e| Ended::Lost(format!("cannot connect: {e}")))
+    simulator::publisher::connect(url, name)
+        .await
+        .map_err(|e| Ended::Lost(format!("cannot connect: {e}")))
 }
 
 async fn close(connection: Connection) {

@@ -698,6 +698,69 @@ async fn health_is_503_while_the_broker_is_unreachable() {
     assert_eq!(body["queue"], "disconnected");
 }
 
+/// A broker that takes TCP connections and never says a word (one out of file descriptors does
+/// that): each connection attempt is given up after the connect deadline and made again, rather
+/// than waited on for good, and health says the queue is down meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_never_answers_is_given_up_on_and_tried_again() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::<std::time::Instant>::new()));
+    let taking = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            taking.lock().unwrap().push(std::time::Instant::now());
+            held.push(socket);
+        }
+    });
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.amqp_url = Some(format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
+        c.topology = topology();
+    })
+    .await;
+
+    let limit = simulator::publisher::CONNECT_TIMEOUT;
+    let deadline = std::time::Instant::now() + limit * 2 + Duration::from_secs(15);
+    let (first, retried) = loop {
+        let times = accepted.lock().unwrap().clone();
+        let first = times.first().copied();
+        let retried = first.and_then(|f| {
+            times
+                .iter()
+                .find(|t| t.duration_since(f) >= Duration::from_secs(3))
+                .map(|t| t.duration_since(f))
+        });
+        if let (Some(first), Some(retried)) = (first, retried) {
+            break (first, retried);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second attempt: {} connections taken",
+            times.len()
+        );
+        let health = reqwest::get(format!("{}/healthz", app.address))
+            .await
+            .unwrap();
+        assert_eq!(health.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "a silent broker: {} connections at first, tried again after {retried:?}",
+        accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| t.duration_since(first) < Duration::from_secs(3))
+            .count()
+    );
+    // It waited for the handshake (no spinning) and gave up within the deadline and its backoff.
+    assert!(
+        retried >= limit - Duration::from_secs(1) && retried <= limit + Duration::from_secs(10),
+        "tried again after {retried:?}, the deadline being {limit:?}"
+    );
+}
+
 /// Lets the test database take connections again, or refuses new ones and ends those open.
 async fn database_accepts_connections(name: &str, allowed: bool) {
     let admin = Database::connect(postgres_admin_url()).await.unwrap();
