@@ -187,8 +187,9 @@ pub struct Config {
 
     /// Seconds a signed-in session, once checked in the database, is trusted from memory. A
     /// session ended on another instance is refused here as soon as its live event arrives, and
-    /// at the latest after this when events cannot travel (the broker is down). 0: check the
-    /// database on every request.
+    /// at the latest after this when events cannot travel (the broker is down). The header's
+    /// unread count and the dashboard's pages of cards are kept as long, pruned by the live
+    /// events and readings this instance hears. 0: check the database on every request.
     #[arg(long, env = "SESSION_CACHE_SECS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(0..=300))]
     pub session_cache_secs: u64,

@@ -107,6 +107,8 @@ pub async fn update_account(
     // server shows the new name (or refuses the reset sessions) at once; other servers when
     // the reset's event reaches them, or a rename within their session cache's lifetime.
     state.live.sessions().ended(id, None);
+    // Admins' cards name the owner (a rename has no event: others within the same lifetime).
+    state.live.cards().all_changed();
     state.live.wake();
     account
 }

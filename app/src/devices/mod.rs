@@ -36,7 +36,7 @@ pub struct Device {
 }
 
 /// Which devices the admin list shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OwnerFilter {
     All,
     Unassigned,

@@ -46,19 +46,32 @@ pub async fn list_live_devices(
         crate::auth::Role::Client => crate::devices::OwnerFilter::Client(user.id),
     };
     let state = crate::state::state()?;
+    let page = page.unwrap_or(1);
+    let cache = state.live.cards();
+    let now = std::time::Instant::now();
+    if let Some(cards) = cache.get(filter, page, now) {
+        return Ok(LiveDevices {
+            seq: cards.seq,
+            devices: cards.page,
+        });
+    }
+    let ticket = cache.ticket();
+    // The position first: the cards then reflect at least the events up to it.
     let seq = state.live.seq();
-    let page =
-        crate::devices::ssr::list_page(&state.db, filter, page.unwrap_or(1), LIVE_PER_PAGE).await?;
-    let items = super::ssr::with_live_state(&state.db, page.items).await?;
-    Ok(LiveDevices {
+    let devices = crate::devices::ssr::list_page(&state.db, filter, page, LIVE_PER_PAGE).await?;
+    let items = super::ssr::with_live_state(&state.db, devices.items).await?;
+    let devices = Page {
+        items,
+        total: devices.total,
+        page: devices.page,
+        per_page: devices.per_page,
+    };
+    let cards = super::cards::Cards {
         seq,
-        devices: Page {
-            items,
-            total: page.total,
-            page: page.page,
-            per_page: page.per_page,
-        },
-    })
+        page: devices.clone(),
+    };
+    cache.put(ticket, filter, page, cards, now);
+    Ok(LiveDevices { seq, devices })
 }
 
 /// The card's state as the badge on it says.

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub mod alerts;
+#[cfg(feature = "ssr")]
+pub mod cards;
 pub mod dashboard;
 mod socket;
 #[cfg(feature = "ssr")]

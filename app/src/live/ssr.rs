@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::alerts::AlertRow;
+use super::cards::CardCache;
 use super::dashboard::DeviceLive;
 use super::unread::UnreadCache;
 use super::{EpisodeEvent, LiveEvent, ReadingEvent, UNREAD_CAP};
@@ -26,15 +27,17 @@ pub struct LiveHandle {
     seq: Arc<AtomicI64>,
     sessions: Arc<SessionCache>,
     unread: Arc<UnreadCache>,
+    cards: Arc<CardCache>,
 }
 
 impl LiveHandle {
-    /// A handle whose session and unread caches trust an entry for `cache_lifetime` (zero: no
-    /// caches).
+    /// A handle whose session, unread count and card caches trust an entry for
+    /// `cache_lifetime` (zero: no caches).
     pub fn new(cache_lifetime: std::time::Duration) -> Self {
         LiveHandle {
             sessions: Arc::new(SessionCache::new(cache_lifetime)),
             unread: Arc::new(UnreadCache::new(cache_lifetime)),
+            cards: Arc::new(CardCache::new(cache_lifetime)),
             ..Default::default()
         }
     }
@@ -43,6 +46,12 @@ impl LiveHandle {
     /// may change.
     pub fn unread(&self) -> &UnreadCache {
         &self.unread
+    }
+
+    /// The pages of device cards this server read lately; the hub drops the ones its events
+    /// and readings may change.
+    pub fn cards(&self) -> &CardCache {
+        &self.cards
     }
 
     /// The signed-in sessions this server checked lately; the hub drops the ones whose end it

@@ -275,6 +275,9 @@ impl Hub {
             } else {
                 self.handle.unread().changed(event.user_id, event.private);
             }
+            if !event.private {
+                self.handle.cards().all_changed();
+            }
             if event.kind == "session_ended" {
                 end_sessions(&registry, &self.handle, event);
                 continue;
@@ -299,6 +302,8 @@ impl Hub {
 
     /// Passes reading updates on to their devices' owners and to the admins.
     pub fn dispatch_readings(&self, readings: &[RoutedReading]) {
+        let owners: Vec<Option<Uuid>> = readings.iter().map(|r| r.owner).collect();
+        self.handle.cards().readings(&owners);
         let registry = self.registry();
         let mut by_owner: HashMap<Uuid, Vec<ReadingEvent>> = HashMap::new();
         for r in readings {

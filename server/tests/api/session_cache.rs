@@ -195,21 +195,31 @@ async fn unread(agent: &crate::helpers::Agent) -> i64 {
     body["unread"].as_i64().expect("a signed-in summary")
 }
 
-/// Asks until the unread count is `expected`; fails after `deadline` with the last count seen.
-async fn unread_becomes(agent: &crate::helpers::Agent, expected: i64, what: &str) {
+/// Asks `ask` until it answers `expected`; fails after `deadline` with the last answer.
+async fn becomes<T: PartialEq + std::fmt::Debug, F: std::future::Future<Output = T>>(
+    deadline: Duration,
+    what: &str,
+    expected: T,
+    ask: impl Fn() -> F,
+) {
     let start = Instant::now();
     loop {
-        let seen = unread(agent).await;
+        let seen = ask().await;
         if seen == expected {
             return;
         }
         assert!(
-            start.elapsed() < EVENT_DEADLINE,
-            "{what}: the header still counts {seen} unread, not {expected}, after {:?}",
+            start.elapsed() < deadline,
+            "{what}: still {seen:?}, not {expected:?}, after {:?}",
             start.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Asks until the unread count is `expected`; fails after the deadline with the last count.
+async fn unread_becomes(agent: &crate::helpers::Agent, expected: i64, what: &str) {
+    becomes(EVENT_DEADLINE, what, expected, || unread(agent)).await;
 }
 
 /// An alert or a read, which the live events announce, shows at once in the header for the
@@ -242,4 +252,104 @@ async fn the_unread_count_in_memory_follows_alerts_and_reads() {
         .await
         .expect("deleted");
     assert_eq!(unread(&admin).await, 1, "the count was not held in memory");
+}
+
+/// The cards a dashboard shows (a client's own, or an admin's view of every device): the
+/// description and the last reading's time of each.
+async fn cards(agent: &crate::helpers::Agent) -> Vec<(String, Option<i64>)> {
+    let body = agent.call("list_live_devices", &[("owner", "")]).await.ok();
+    body["devices"]["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a page of cards: {body}"))
+        .iter()
+        .map(|card| {
+            (
+                card["device"]["description"]
+                    .as_str()
+                    .expect("a description")
+                    .to_owned(),
+                card["last"]["t_ms"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+/// What a change may take to show on the cards before the test fails: far less than the
+/// cache's lifetime, and room enough for a loaded machine.
+const CARDS_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Asks until the cards are `expected`; fails after the deadline with the last ones seen.
+async fn cards_become(
+    agent: &crate::helpers::Agent,
+    expected: &[(String, Option<i64>)],
+    what: &str,
+) {
+    becomes(CARDS_DEADLINE, what, expected.to_vec(), || cards(agent)).await;
+}
+
+/// A reading, which the hub passes on, and a device change, which an event announces, show at
+/// once on the client's dashboard and the admins' view, although the pages of cards are kept in
+/// memory (shown last: a change the database alone knows is not seen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cards_in_memory_follow_readings_and_device_changes() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.session_cache_secs = LONG_LIFETIME).await;
+    let admin = app.admin().await;
+    let gina = app.create_client(&admin, "gina").await;
+    let device = app.create_device(&admin, "Gina's pump", Some(gina)).await;
+    let client = app.login("gina", PASSWORD).await;
+    let named = |name: &str, last: Option<i64>| vec![(name.to_owned(), last)];
+    assert_eq!(cards(&client).await, named("Gina's pump", None));
+    assert_eq!(cards(&admin).await, named("Gina's pump", None));
+
+    // A first reading, ten minutes ago: no alert, no event, only the reading passed on.
+    let now = chrono::Utc::now().timestamp_millis();
+    let step = crate::meter_support::STEP_MS;
+    let t = now - now.rem_euclid(step) - step;
+    let body = simulator::MeterMessage {
+        timestamp: t,
+        sensor_id: device,
+        measurement_value: 12.5,
+    }
+    .to_json();
+    let queue = app.metering.local.as_ref().expect("the embedded queue");
+    queue.send(body).await.expect("queued");
+    crate::meter_support::wait_for_rows(&app.db, "readings", 1, Duration::from_secs(60)).await;
+    let stored = Instant::now();
+    cards_become(
+        &client,
+        &named("Gina's pump", Some(t)),
+        "a reading, for its owner",
+    )
+    .await;
+    cards_become(
+        &admin,
+        &named("Gina's pump", Some(t)),
+        "a reading, for an admin",
+    )
+    .await;
+    println!(
+        "a stored reading showed on both dashboards after {:?}",
+        stored.elapsed()
+    );
+
+    let renamed = admin.rename_device(device, "Gina's heat pump").await;
+    assert!(renamed.status.is_success(), "{renamed:?}");
+    cards_become(&client, &named("Gina's heat pump", Some(t)), "a rename").await;
+    cards_become(
+        &admin,
+        &named("Gina's heat pump", Some(t)),
+        "a rename, for an admin",
+    )
+    .await;
+
+    // Renamed behind the server's back (no event): the cards come from memory.
+    app.db
+        .execute_unprepared("UPDATE devices SET description = 'Hidden'")
+        .await
+        .expect("renamed");
+    assert_eq!(
+        cards(&client).await,
+        named("Gina's heat pump", Some(t)),
+        "the cards were not held in memory"
+    );
 }
