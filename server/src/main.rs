@@ -4,6 +4,11 @@ use clap::Parser;
 use server::{bootstrap, db, Application, Cli, Command};
 use tracing_subscriber::EnvFilter;
 
+/// Rendering a page allocates and frees thousands of small buffers; with glibc's allocator that
+/// took about a third of a signed-in page's time (perf, 2026-12-03).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A password check allocates 19 MiB (argon2id). After freeing a block that large, glibc raises
 /// its mmap threshold, so later ones come from per-thread arenas and stay resident: a burst of
 /// sign-ins left hundreds of MiB behind. A fixed threshold keeps every large block mapped and
