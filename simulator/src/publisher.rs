@@ -350,7 +350,10 @@ fn properties() -> BasicProperties {
 
 /// How long a broker may take to accept a connection and finish the AMQP handshake. A broker
 /// that takes the TCP connection but never answers (one out of file descriptors does that)
-/// would otherwise hold the caller for good: lapin sets no deadline of its own.
+/// would otherwise hold the caller for good: lapin sets no deadline of its own. An attempt given
+/// up on keeps its lapin I/O thread and socket until the broker answers or closes it (a broker
+/// that frees descriptors takes the waiting connections then), so a broker silent for hours
+/// costs a thread and a socket per attempt meanwhile.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Connects within [`CONNECT_TIMEOUT`], under a name the broker's management view shows.

@@ -6,6 +6,7 @@
 //! for at most the cache's lifetime (`SESSION_CACHE_SECS`) in any case, so a reading update the
 //! bus dropped leaves a card behind for no longer than that (the socket brings the next one).
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -41,15 +42,21 @@ impl CardCache {
         self.0.ticket()
     }
 
+    /// Keeps a page, unless it is past the last one: an empty page after the first costs
+    /// nothing to read again, and keeping them would let anyone fill the cache with page numbers.
     pub fn put(&self, ticket: Ticket, filter: OwnerFilter, page: i64, cards: Cards, now: Instant) {
+        if page > 1 && cards.page.items.is_empty() {
+            return;
+        }
         self.0.put(ticket, (filter, page), cards, now);
     }
 
-    /// Readings of these owners' devices (`None`: an unassigned device) arrived: their pages
-    /// and the admins' views of every device or the unassigned ones are out of date.
-    pub fn readings(&self, owners: &[Option<Uuid>]) {
+    /// Readings of these owners' devices (`None`: an unassigned device) arrived: their pages,
+    /// the admins' view of every device, and (for `None`) of the unassigned ones are out of date.
+    pub fn readings(&self, owners: &HashSet<Option<Uuid>>) {
         self.0.prune(|(filter, _), _| match filter {
-            OwnerFilter::All | OwnerFilter::Unassigned => true,
+            OwnerFilter::All => true,
+            OwnerFilter::Unassigned => owners.contains(&None),
             OwnerFilter::Client(id) => owners.contains(&Some(*id)),
         });
     }
@@ -76,6 +83,25 @@ mod tests {
         }
     }
 
+    /// A page with one card on it.
+    fn one_card(seq: i64) -> Cards {
+        let device = crate::devices::Device {
+            id: Uuid::from_u128(7),
+            description: "Pump".into(),
+            address: "1 Test Street".into(),
+            max_power_kw: 3.5,
+            owner: None,
+            created_at: "2026-12-01T14:05:00Z".into(),
+        };
+        let mut cards = cards(seq);
+        cards.page.items.push(DeviceLive {
+            device,
+            last: None,
+            episode: None,
+        });
+        cards
+    }
+
     #[test]
     fn a_reading_drops_its_owners_pages_and_the_admins_views_only() {
         let cache = CardCache::new(Duration::from_secs(60));
@@ -96,10 +122,13 @@ mod tests {
 
         fill(&cache);
         assert_eq!(kept(&cache), [Some(0), Some(1), Some(2), Some(3)]);
-        cache.readings(&[Some(alice)]);
-        assert_eq!(kept(&cache), [None, Some(1), None, None]);
+        cache.readings(&HashSet::from([Some(alice)]));
+        assert_eq!(kept(&cache), [None, Some(1), None, Some(3)]);
         fill(&cache);
-        cache.readings(&[None]);
+        cache.readings(&HashSet::from([Some(bob)]));
+        assert_eq!(kept(&cache), [Some(0), None, None, Some(3)]);
+        fill(&cache);
+        cache.readings(&HashSet::from([None]));
         assert_eq!(kept(&cache), [Some(0), Some(1), None, None]);
         fill(&cache);
         cache.all_changed();
@@ -112,8 +141,16 @@ mod tests {
         let cache = CardCache::new(Duration::from_secs(60));
         let t0 = Instant::now();
         cache.put(cache.ticket(), OwnerFilter::All, 1, cards(1), t0);
-        cache.put(cache.ticket(), OwnerFilter::All, 2, cards(2), t0);
+        cache.put(cache.ticket(), OwnerFilter::All, 2, one_card(2), t0);
         assert_eq!(cache.get(OwnerFilter::All, 2, t0).map(|c| c.seq), Some(2));
         assert_eq!(cache.get(OwnerFilter::All, 3, t0).map(|c| c.seq), None);
+        // Past the last page: not kept (the first page is, empty or not).
+        cache.put(cache.ticket(), OwnerFilter::All, 9, cards(9), t0);
+        cache.put(cache.ticket(), OwnerFilter::Unassigned, 1, cards(10), t0);
+        assert_eq!(cache.get(OwnerFilter::All, 9, t0).map(|c| c.seq), None);
+        assert_eq!(
+            cache.get(OwnerFilter::Unassigned, 1, t0).map(|c| c.seq),
+            Some(10)
+        );
     }
 }

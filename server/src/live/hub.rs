@@ -8,7 +8,7 @@
 //! loses its queue and is told to reload over HTTP, and never holds up the hub or another
 //! socket.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -264,6 +264,7 @@ impl Hub {
     /// Passes outbox events on, each once.
     pub fn dispatch(&self, events: &[StoredEvent]) {
         let mut registry = self.registry();
+        let mut cards_changed = false;
         for event in events {
             if event.seq <= registry.last_seq {
                 continue;
@@ -275,9 +276,7 @@ impl Hub {
             } else {
                 self.handle.unread().changed(event.user_id, event.private);
             }
-            if !event.private {
-                self.handle.cards().all_changed();
-            }
+            cards_changed |= !event.private;
             if event.kind == "session_ended" {
                 end_sessions(&registry, &self.handle, event);
                 continue;
@@ -297,12 +296,16 @@ impl Hub {
                 slot.push(event.seq, &frame, &self.metrics);
             }
         }
+        // Before the position moves past them: cards read with that position include them.
+        if cards_changed {
+            self.handle.cards().all_changed();
+        }
         self.handle.set_seq(registry.last_seq);
     }
 
     /// Passes reading updates on to their devices' owners and to the admins.
     pub fn dispatch_readings(&self, readings: &[RoutedReading]) {
-        let owners: Vec<Option<Uuid>> = readings.iter().map(|r| r.owner).collect();
+        let owners: HashSet<Option<Uuid>> = readings.iter().map(|r| r.owner).collect();
         self.handle.cards().readings(&owners);
         let registry = self.registry();
         let mut by_owner: HashMap<Uuid, Vec<ReadingEvent>> = HashMap::new();

@@ -406,7 +406,12 @@ impl ServerProcess {
     }
 
     pub async fn read_metrics(&mut self) {
-        if let Ok(r) = reqwest::get(format!("{}/metrics", self.address)).await {
+        let asked = reqwest::Client::new()
+            .get(format!("{}/metrics", self.address))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        if let Ok(r) = asked {
             if let Ok(text) = r.text().await {
                 let value = |name: &str| {
                     text.lines()

@@ -342,7 +342,19 @@ async fn the_cards_in_memory_follow_readings_and_device_changes() {
     )
     .await;
 
-    // Renamed behind the server's back (no event): the cards come from memory.
+    // Once the hub has passed every event on (nothing left to prune the cards), renamed behind
+    // the server's back (no event): the cards come from memory.
+    let newest = crate::meter_support::count(&app.db, "SELECT MAX(seq) FROM outbox").await;
+    becomes(CARDS_DEADLINE, "the hub's position", newest, || async {
+        app.hub.last_seq()
+    })
+    .await;
+    cards_become(
+        &client,
+        &named("Gina's heat pump", Some(t)),
+        "the cards, kept",
+    )
+    .await;
     app.db
         .execute_unprepared("UPDATE devices SET description = 'Hidden'")
         .await
