@@ -5,14 +5,72 @@ use server::{bootstrap, db, Application, Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 /// Rendering a page allocates and frees thousands of small buffers; with glibc's allocator that
-/// took about a third of a signed-in page's time (perf, 2026-12-03).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// took about a third of a signed-in page's time (perf, 2026-12-03), so they go to mimalloc.
+/// Blocks of 4 MiB and more (a password check's 19 MiB, argon2id) go to glibc, which maps each
+/// on its own and returns it on free (see `keep_large_allocations_mapped`): mimalloc kept them,
+/// and a burst of sign-ins left about 60 MiB more resident.
+struct Allocator;
 
-/// A password check allocates 19 MiB (argon2id). After freeing a block that large, glibc raises
-/// its mmap threshold, so later ones come from per-thread arenas and stay resident: a burst of
-/// sign-ins left hundreds of MiB behind. A fixed threshold keeps every large block mapped and
-/// returns it on free.
+const LARGE: usize = 4 * 1024 * 1024;
+
+// SAFETY: each block is freed or resized by the allocator that made it, chosen by its size, which
+// Rust passes unchanged to `dealloc` and (as the old size) to `realloc`; a resize across the line
+// moves the block to the other allocator.
+unsafe impl std::alloc::GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.size() >= LARGE {
+            unsafe { std::alloc::System.alloc(layout) }
+        } else {
+            unsafe { mimalloc::MiMalloc.alloc(layout) }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.size() >= LARGE {
+            unsafe { std::alloc::System.alloc_zeroed(layout) }
+        } else {
+            unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        if layout.size() >= LARGE {
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        } else {
+            unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        match (layout.size() >= LARGE, new_size >= LARGE) {
+            (true, true) => unsafe { std::alloc::System.realloc(ptr, layout, new_size) },
+            (false, false) => unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) },
+            _ => {
+                // SAFETY: the caller guarantees that `new_size`, rounded up to the alignment,
+                // does not overflow; the old block is valid for `layout.size()` bytes.
+                let new_layout = unsafe {
+                    std::alloc::Layout::from_size_align_unchecked(new_size, layout.align())
+                };
+                let moved = unsafe { self.alloc(new_layout) };
+                if !moved.is_null() {
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(ptr, moved, layout.size().min(new_size));
+                        self.dealloc(ptr, layout);
+                    }
+                }
+                moved
+            }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Allocator = Allocator;
+
+/// A password check allocates 19 MiB (argon2id), from glibc (see `Allocator`). After freeing a
+/// block that large, glibc raises its mmap threshold, so later ones come from per-thread arenas
+/// and stay resident: a burst of sign-ins left hundreds of MiB behind. A fixed threshold keeps
+/// every large block mapped and returns it on free.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_large_allocations_mapped() {
     // SAFETY: mallopt only sets a parameter of the allocator, under its own lock.
