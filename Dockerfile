@@ -19,7 +19,7 @@ COPY . .
 # The pinned tools (cargo-leptos, wasm-bindgen, wasm-opt), without browser or dev tools.
 RUN scripts/install-tools --no-browser \
  && . scripts/env.sh \
- && cargo leptos build --release \
+ && cargo leptos build --release --split \
  && scripts/rootfs /rootfs
 
 FROM ${ARTEFACTS} AS artefacts

@@ -24,14 +24,9 @@ pub fn page_policy(nonce: &str, live_reload: Option<u16>) -> String {
 /// For every other answer (API, files, errors): nothing may run or load, nothing may frame it.
 pub const STRICT_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
-/// Sets the page's policy on the response being rendered, with this response's nonce.
-pub fn set_page_policy() {
-    let (Some(nonce), Some(response)) = (
-        leptos::nonce::use_nonce(),
-        use_context::<leptos_axum::ResponseOptions>(),
-    ) else {
-        return;
-    };
+/// The policy of a page rendered with `nonce` by this process (with the live-reload socket under
+/// `cargo leptos watch`).
+pub fn policy_for(nonce: &str) -> String {
     // The environment is read once per process, not once per page.
     static LIVE_RELOAD: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
     let live_reload = *LIVE_RELOAD.get_or_init(|| {
@@ -42,7 +37,37 @@ pub fn set_page_policy() {
                 .unwrap_or(3001)
         })
     });
-    if let Ok(value) = http::HeaderValue::from_str(&page_policy(&nonce, live_reload)) {
+    page_policy(nonce, live_reload)
+}
+
+/// Sets the page's policy on the response being rendered, with this response's nonce.
+pub fn set_page_policy() {
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    if let Ok(value) = http::HeaderValue::from_str(&policy_for(&nonce)) {
         response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+/// Where the server's outermost layer keeps the nonce of the page it is answering, so that it
+/// can set the page's policy itself when the render did not (see `note_page_nonce`).
+#[derive(Clone, Debug, Default)]
+pub struct PageNonce(pub std::sync::Arc<std::sync::OnceLock<String>>);
+
+/// Notes this render's nonce in the request's [`PageNonce`], if the server put one there. Called
+/// first thing in every render, on the render's root owner, where the request's contexts were
+/// just provided.
+pub fn note_page_nonce() {
+    if let (Some(nonce), Some(parts)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<http::request::Parts>(),
+    ) {
+        if let Some(slot) = parts.extensions.get::<PageNonce>() {
+            let _ = slot.0.set(nonce.to_string());
+        }
     }
 }

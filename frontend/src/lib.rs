@@ -1,12 +1,20 @@
 //! The browser entry points: `hydrate` takes over the server-rendered page; `csr` mounts the app
 //! from scratch for the Trunk dev loop.
 
+/// Hydration waits for the chunk of the page on screen (see `app::pages`) before it takes over,
+/// so `data-hydrated` is set once the page is live, not when the main module starts.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
-    mark_interactive();
+    wasm_bindgen_futures::spawn_local(async {
+        let body = leptos::prelude::document()
+            .body()
+            .expect("the page has a <body>");
+        let owner = leptos::mount::hydrate_from_async(body, app::App).await;
+        owner.forget();
+        mark_interactive();
+    });
 }
 
 #[cfg(feature = "csr")]

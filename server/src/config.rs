@@ -230,6 +230,26 @@ pub fn resolve_site_root(explicit: Option<&str>, exe: Option<&std::path::Path>) 
     }
 }
 
+/// What is wrong with the built site at `site_root`, if anything a visitor would notice.
+///
+/// The browser bundle is split by route (`cargo leptos build --split`, see `app::pages`); a
+/// bundle built without `--split` keeps imports from a placeholder module, so no page would
+/// become interactive. Such a bundle has `pkg/<name>.wasm` but no split manifest beside it. No
+/// `pkg/` at all is not a problem here: the server still serves every page as HTML (tests run
+/// it that way).
+pub fn site_problem(site_root: &std::path::Path, output_name: &str) -> Option<String> {
+    let pkg = site_root.join("pkg");
+    let wasm = pkg.join(format!("{output_name}.wasm"));
+    if wasm.is_file() && !pkg.join("__wasm_split_manifest.json").is_file() {
+        return Some(format!(
+            "{} was built without --split: pages will not become interactive in the browser; \
+             build the site with `cargo leptos build --release --split`",
+            wasm.display()
+        ));
+    }
+    None
+}
+
 impl Config {
     /// The site directory this server serves: see [`resolve_site_root`].
     pub fn site_root(&self) -> String {
@@ -398,6 +418,23 @@ mod tests {
         );
         assert_eq!(resolve_site_root(None, None), "target/site");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bundle_built_without_split_is_named_at_start() {
+        let site = std::env::temp_dir().join(format!("energy-split-{}", uuid::Uuid::new_v4()));
+        // No pkg/ at all (the tests' servers): nothing to say.
+        assert_eq!(site_problem(&site, "energy"), None);
+        std::fs::create_dir_all(site.join("pkg")).unwrap();
+        std::fs::write(site.join("pkg/energy.wasm"), b"\0asm").unwrap();
+        let problem = site_problem(&site, "energy").expect("a bundle without a split manifest");
+        assert!(
+            problem.contains("energy.wasm") && problem.contains("--split"),
+            "{problem}"
+        );
+        std::fs::write(site.join("pkg/__wasm_split_manifest.json"), b"{}").unwrap();
+        assert_eq!(site_problem(&site, "energy"), None);
+        std::fs::remove_dir_all(&site).unwrap();
     }
 
     use super::*;

@@ -19,12 +19,35 @@ pub fn keep_connected(live: Live, auth: Auth, summary: Summary) {
         match summary.0.get() {
             Some(Ok(Some(summary))) if signed_in => {
                 live.adopt(&summary);
-                browser::start(live, auth);
+                start(live, auth);
             }
             Some(_) if !signed_in => browser::stop(live),
             _ => {}
         }
     });
+}
+
+/// In a split hydrate build the socket's code (connecting, backoff, decoding and applying every
+/// event) is a chunk of its own, loaded once someone is signed in: the sign-in page never
+/// fetches it. See `crate::pages`.
+#[cfg(all(target_arch = "wasm32", feature = "hydrate"))]
+fn start(live: Live, auth: Auth) {
+    leptos::task::spawn_local(start_when_loaded(live, auth));
+}
+
+#[cfg(all(target_arch = "wasm32", feature = "hydrate"))]
+#[leptos::lazy]
+fn start_when_loaded(live: Live, auth: Auth) {
+    use leptos::prelude::GetUntracked;
+    // Signed out while the chunk was on its way: stay closed.
+    if matches!(auth.user.get_untracked(), Some(Ok(Some(_)))) {
+        browser::start(live, auth);
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", not(feature = "hydrate")))]
+fn start(live: Live, auth: Auth) {
+    browser::start(live, auth);
 }
 
 #[cfg(target_arch = "wasm32")]
