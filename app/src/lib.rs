@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod codec;
 pub mod dead_letters;
 pub mod devices;
 pub mod error;
@@ -24,10 +25,12 @@ pub mod sql;
 pub mod state;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
+use leptos::tachys::view::iterators::StaticVec;
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
-    path, Lazy, SsrMode,
+    any_nested_route::{AnyNestedRoute, IntoAnyNestedRoute},
+    components::{Redirect, RouteChildren, Router, Routes, RoutesProps},
+    path, ChooseView, NestedRoute, PossibleRouteMatch, SsrMode,
 };
 
 use crate::auth::{Auth, HomeRedirect, LoginPage};
@@ -44,6 +47,11 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                // In the shell, which only the server renders, rather than as `leptos_meta`
+                // components in `App`: those would be hydrated, and their code sent to every
+                // visitor, for two tags that never change.
+                <link rel="stylesheet" id="leptos" href="/pkg/energy.css"/>
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -68,43 +76,51 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 /// are plain async functions in one module.
 pub mod pages {
     use leptos::prelude::*;
-    use leptos_router::LazyRoute;
+    use leptos_router::ChooseView;
 
     macro_rules! lazy_pages {
-        ($($route:ident => $view:ident, $preload:ident: $page:path;)*) => {$(
-            pub struct $route;
+        ($($route:ident => $view:ident, $preload:ident: $page:path;)*) => {
+            /// A page whose code is in a chunk of its own. One type for every such page, so
+            /// that the router's code for a route's view (choosing it, preloading it) exists
+            /// once in the first module rather than once per page.
+            #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+            pub enum Page {
+                $($route,)*
+            }
 
-            impl LazyRoute for $route {
-                fn data() -> Self {
-                    $route
-                }
-
-                async fn view(_: Self) -> AnyView {
-                    $view().await
+            impl ChooseView for Page {
+                async fn choose(self) -> AnyView {
+                    match self {
+                        $(Page::$route => $view().await,)*
+                    }
                 }
 
                 // The router awaits this before it hydrates the page: without it, the page's
                 // chunk is still on its way when hydration reaches it, which fails.
                 // `#[leptos::lazy]` names the loader `__preload_<function>`.
-                #[cfg(feature = "hydrate")]
-                async fn preload() {
-                    $preload().await
+                async fn preload(&self) {
+                    #[cfg(feature = "hydrate")]
+                    match self {
+                        $(Page::$route => $preload().await,)*
+                    }
                 }
             }
 
-            #[cfg(not(feature = "csr"))]
-            #[leptos::lazy]
-            fn $view() -> AnyView {
-                use $page as Page;
-                view! { <Page/> }.into_any()
-            }
+            $(
+                #[cfg(not(feature = "csr"))]
+                #[leptos::lazy]
+                fn $view() -> AnyView {
+                    use $page as PageView;
+                    view! { <PageView/> }.into_any()
+                }
 
-            #[cfg(feature = "csr")]
-            async fn $view() -> AnyView {
-                use $page as Page;
-                view! { <Page/> }.into_any()
-            }
-        )*};
+                #[cfg(feature = "csr")]
+                async fn $view() -> AnyView {
+                    use $page as PageView;
+                    view! { <PageView/> }.into_any()
+                }
+            )*
+        };
     }
 
     lazy_pages! {
@@ -125,40 +141,68 @@ pub mod pages {
     }
 }
 
+/// Every route of the app.
+///
+/// The routes are type-erased (`AnyNestedRoute`) and kept in one list rather than written as
+/// `<Route>` children: a tuple of 16 routes makes the router's matching and view code generic
+/// over an `EitherOf16` of every route's types, instantiated in the first wasm module every
+/// visitor loads; erased, that code exists once and each route adds only its own matcher (and
+/// the split pages share one view type, [`pages::Page`]).
+fn routes() -> StaticVec<AnyNestedRoute> {
+    fn route<Segments, View>(path: Segments, view: View) -> AnyNestedRoute
+    where
+        Segments: PossibleRouteMatch + Clone + Send + Sync + 'static,
+        View: ChooseView + Clone + Send + Sync + 'static,
+    {
+        // Every route waits for its data on the server (`SsrMode::Async`), so the first HTML
+        // is complete even without JavaScript.
+        NestedRoute::new(path, view)
+            .ssr_mode(SsrMode::Async)
+            .into_any_nested_route()
+    }
+    use pages::Page;
+    vec![
+        route(path!("/"), HomeRedirect),
+        route(path!("/login"), LoginPage),
+        route(path!("/account"), Page::MyAccount),
+        route(
+            path!("/admin"),
+            || view! { <Redirect path="/admin/accounts"/> },
+        ),
+        route(path!("/admin/accounts"), Page::Accounts),
+        route(path!("/admin/accounts/new"), Page::NewAccount),
+        route(path!("/admin/accounts/:id"), Page::Account),
+        route(path!("/admin/devices"), Page::Devices),
+        route(path!("/admin/devices/new"), Page::NewDevice),
+        route(path!("/admin/devices/:id"), Page::Device),
+        route(path!("/admin/live"), Page::AdminLive),
+        route(path!("/admin/dead-letters"), Page::DeadLetters),
+        route(path!("/dashboard"), Page::Dashboard),
+        route(path!("/alerts"), Page::Alerts),
+        route(path!("/devices/:id/day"), Page::Day),
+        route(path!("/devices/:id/month"), Page::Month),
+    ]
+    .into()
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
     let auth = Auth::provide();
     Live::provide(auth);
     view! {
-        <Stylesheet id="leptos" href="/pkg/energy.css"/>
-        // Every route waits for its data on the server (`SsrMode::Async`), so the first HTML is
-        // complete even without JavaScript.
-        <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
         <Title formatter=|text: String| {
             if text.is_empty() { "Energy Utility".to_string() } else { format!("{text} · Energy Utility") }
         }/>
         <Router>
             <Header/>
             <main class="container">
-                <Routes fallback=NotFound>
-                    <Route path=path!("/") view=HomeRedirect ssr=SsrMode::Async/>
-                    <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
-                    <Route path=path!("/account") view={Lazy::<pages::MyAccount>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/admin") view=|| view! { <leptos_router::components::Redirect path="/admin/accounts"/> } ssr=SsrMode::Async/>
-                    <Route path=path!("/admin/accounts") view={Lazy::<pages::Accounts>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/admin/accounts/new") view={Lazy::<pages::NewAccount>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/admin/accounts/:id") view={Lazy::<pages::Account>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/admin/devices") view={Lazy::<pages::Devices>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/admin/devices/new") view={Lazy::<pages::NewDevice>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/admin/devices/:id") view={Lazy::<pages::Device>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/admin/live") view={Lazy::<pages::AdminLive>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/admin/dead-letters") view={Lazy::<pages::DeadLetters>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/dashboard") view={Lazy::<pages::Dashboard>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/alerts") view={Lazy::<pages::Alerts>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/devices/:id/day") view={Lazy::<pages::Day>::new()} ssr=SsrMode::Async/>
-                    <Route path=path!("/devices/:id/month") view={Lazy::<pages::Month>::new()} ssr=SsrMode::Async/>
-                </Routes>
+                {Routes(
+                    RoutesProps::builder()
+                        .fallback(NotFound)
+                        .children(RouteChildren::to_children(routes))
+                        .build(),
+                )}
             </main>
             <Toasts/>
         </Router>

@@ -3,9 +3,10 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 
-use crate::auth::{use_auth, Role};
+use crate::auth::{use_auth, Logout, Role};
 use crate::error::AppError;
 use crate::live::{ConnectionBadge, UnreadBadge};
+use leptos::server_fn::ServerFn;
 use serde::{Deserialize, Serialize};
 
 /// Percent-encodes a query-string component.
@@ -50,6 +51,8 @@ pub fn Header() -> impl IntoView {
                     if let Ok(Some(summary)) = summary.0.await {
                         live.adopt(&summary);
                     }
+                    // The router's `<A>` for `aria-current`: plain links marked by a closure of
+                    // our own made the first module 16 kB (brotli) larger, measured.
                     let links = match user.role {
                         Role::Admin => view! {
                             <A href="/admin/live">"Live"</A>
@@ -65,13 +68,21 @@ pub fn Header() -> impl IntoView {
                         <div class="whoami">
                             <ConnectionBadge/>
                             <UnreadBadge/>
-                            <A href="/account" attr:class="user-name" attr:title="Your account">
+                            <a href="/account" class="user-name" title="Your account">
                                 {user.display_name.clone()}
-                            </A>
+                            </a>
                             <span class="badge">{user.role.as_str()}</span>
-                            <ActionForm action=auth.logout>
+                            // A plain form (see `LoginPage` on why not `ActionForm`).
+                            <form
+                                action=Logout::url()
+                                method="post"
+                                on:submit=move |ev: leptos::ev::SubmitEvent| {
+                                    ev.prevent_default();
+                                    auth.logout.dispatch(Logout {});
+                                }
+                            >
                                 <button type="submit" class="link">"Sign out"</button>
-                            </ActionForm>
+                            </form>
                         </div>
                     })
                 })}

@@ -8,14 +8,17 @@ import { ADMIN, ADMIN_PASSWORD, CLIENT_PASSWORD, call, open, unique } from "./su
  * bundle is split by route (`app::pages`, `cargo leptos build --split`): a page's first load
  * fetches the main module and the chunks of that page, and sign-in only the main module.
  *
- * The standing budget for the first page is 200 kB; it is not met yet (242.2 kB on 2026-12-03,
- * 507.8 kB before the split; docs/benchmarks.md says what the rest is). Until it is, the limit
- * below is where the main module stands, so that whatever adds to the first page fails here
- * and has to say so; lower it as the module shrinks, down to the budget.
+ * The standing budget for the first page is 200 kB; it is not met yet (233.4 kB on 2026-12-03
+ * after the ninth session, 242.2 kB before it, 507.8 kB before the split; docs/benchmarks.md
+ * says what the rest is). Until it is, the limit below is just above where the main module
+ * stands, so that whatever adds to the first page fails here and has to say so; lower it as
+ * the module shrinks, down to the budget. The figure moves by up to 20 kB with changes that add
+ * no code (wasm-split sometimes keeps other pages' strings in the main module; see
+ * docs/benchmarks.md), hence the margin.
  */
 
 const FIRST_PAGE_BUDGET = 200_000;
-const FIRST_PAGE_LIMIT = 245_000;
+const FIRST_PAGE_LIMIT = 240_000;
 
 type Load = { path: string; files: Map<string, number> };
 

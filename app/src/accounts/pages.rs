@@ -24,7 +24,7 @@ fn AccountList() -> impl IntoView {
     let role = Memo::new(move |_| query.read().get("role").unwrap_or_else(|| "client".into()));
     let page = crate::ui::use_page_query();
     let deleted = move || query.read().get("deleted").is_some();
-    let accounts = Resource::new(
+    let accounts = crate::codec::resource(
         move || (q.get(), role.get(), page.get()),
         |(q, role, page)| list_accounts(Some(q), Some(role), Some(page)),
     );
@@ -191,7 +191,7 @@ fn AccountDetail() -> impl IntoView {
     let query = use_query_map();
     let id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
     let update = ServerAction::<UpdateAccount>::new();
-    let account = Resource::new(
+    let account = crate::codec::resource(
         move || (id.get(), update.version().get()),
         |(id, _)| get_account(id),
     );

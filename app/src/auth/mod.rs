@@ -102,7 +102,7 @@ pub async fn get_current_user() -> Result<Option<CurrentUser>, AppError> {
 /// Sign-in state shared by every page: the user, and the actions that change it.
 #[derive(Clone, Copy)]
 pub struct Auth {
-    pub user: Resource<Result<Option<CurrentUser>, AppError>>,
+    pub user: Resource<Result<Option<CurrentUser>, AppError>, crate::codec::Json>,
     pub login: ServerAction<Login>,
     pub logout: ServerAction<Logout>,
 }
@@ -111,7 +111,7 @@ impl Auth {
     pub fn provide() -> Auth {
         let login = ServerAction::<Login>::new();
         let logout = ServerAction::<Logout>::new();
-        let user = Resource::new(
+        let user = crate::codec::resource(
             move || (login.version().get(), logout.version().get()),
             |_| get_current_user(),
         );
@@ -180,21 +180,47 @@ pub fn HomeRedirect() -> impl IntoView {
     }
 }
 
+/// The sign-in form. A plain HTML form that posts to the `login` server function, so it works
+/// before the wasm has loaded (or without it); once hydrated, submitting dispatches the action
+/// instead. It is not an `ActionForm`: that decodes the form's fields with `serde_qs`, which
+/// would put a query-string parser in the first module every visitor downloads, for three
+/// fields the page can read itself.
 #[component]
 pub fn LoginPage() -> impl IntoView {
+    use leptos::server_fn::ServerFn;
     let auth = use_auth();
     let query = use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();
     let error = Signal::derive(move || auth.login.value().get().and_then(Result::err));
     let pending = auth.login.pending();
+    let username = NodeRef::<leptos::html::Input>::new();
+    let password = NodeRef::<leptos::html::Input>::new();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let value = |input: NodeRef<leptos::html::Input>| {
+            input.get_untracked().map(|i| i.value()).unwrap_or_default()
+        };
+        let next = query.read_untracked().get("next").filter(|n| !n.is_empty());
+        auth.login.dispatch(Login {
+            username: value(username),
+            password: value(password),
+            next,
+        });
+    };
     view! {
         <section class="card narrow">
             <h1>"Sign in"</h1>
             <p class="muted">"Energy Utility Platform: accounts, meters and consumption."</p>
-            <ActionForm action=auth.login>
+            <form action=Login::url() method="post" on:submit=submit>
                 <input type="hidden" name="next" value=next/>
                 <label for="login-username">"Username"</label>
-                <input id="login-username" name="username" autocomplete="username" required/>
+                <input
+                    id="login-username"
+                    name="username"
+                    autocomplete="username"
+                    required
+                    node_ref=username
+                />
                 <FieldMessage error field="username"/>
                 <label for="login-password">"Password"</label>
                 <input
@@ -203,6 +229,7 @@ pub fn LoginPage() -> impl IntoView {
                     type="password"
                     autocomplete="current-password"
                     required
+                    node_ref=password
                 />
                 <FieldMessage error field="password"/>
                 {move || {
@@ -214,7 +241,7 @@ pub fn LoginPage() -> impl IntoView {
                 <button type="submit" class="primary" disabled=move || pending.get()>
                     {move || if pending.get() { "Signing in…" } else { "Sign in" }}
                 </button>
-            </ActionForm>
+            </form>
         </section>
     }
 }

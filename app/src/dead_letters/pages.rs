@@ -29,8 +29,8 @@ fn DeadLetters() -> impl IntoView {
     let reason = Memo::new(move |_| query.read().get("reason").unwrap_or_default());
     let page = crate::ui::use_page_query();
     let replay = ServerAction::<ReplayDeadLetters>::new();
-    let groups = Resource::new(move || replay.version().get(), |_| dead_letter_groups());
-    let letters = Resource::new(
+    let groups = crate::codec::resource(move || replay.version().get(), |_| dead_letter_groups());
+    let letters = crate::codec::resource(
         move || (reason.get(), page.get(), replay.version().get()),
         |(reason, page, _)| async move {
             if reason.is_empty() {

@@ -33,7 +33,7 @@ fn DeviceList() -> impl IntoView {
     let owner = Memo::new(move |_| query.read().get("owner").unwrap_or_else(|| "all".into()));
     let page = crate::ui::use_page_query();
     let deleted = move || query.read().get("deleted").is_some();
-    let devices = Resource::new(
+    let devices = crate::codec::resource(
         move || (owner.get(), page.get()),
         |(owner, page)| list_devices(Some(owner), Some(page)),
     );
@@ -82,7 +82,7 @@ fn DeviceList() -> impl IntoView {
 /// "Show: all devices / unassigned / a client's", submitted as `?owner=` to this page.
 #[component]
 pub fn OwnerFilterForm(owner: Memo<String>) -> impl IntoView {
-    let clients = Resource::new(|| (), |_| list_client_options());
+    let clients = crate::codec::resource(|| (), |_| list_client_options());
     view! {
         <Form method="GET" action="">
             <label for="owner-filter" class="inline">"Show"</label>
@@ -182,7 +182,7 @@ fn NewDeviceForm() -> impl IntoView {
     let create = ServerAction::<CreateDevice>::new();
     let error = Signal::derive(move || create.value().get().and_then(Result::err));
     let pending = create.pending();
-    let clients = Resource::new(|| (), |_| list_client_options());
+    let clients = crate::codec::resource(|| (), |_| list_client_options());
     view! {
         <div class="page-head">
             <h1>"New device"</h1>
@@ -258,7 +258,7 @@ fn DeviceDetail() -> impl IntoView {
     let update = ServerAction::<UpdateDevice>::new();
     let assign = ServerAction::<AssignDevice>::new();
     let unassign = ServerAction::<UnassignDevice>::new();
-    let device = Resource::new(
+    let device = crate::codec::resource(
         move || {
             (
                 id.get(),
@@ -269,7 +269,7 @@ fn DeviceDetail() -> impl IntoView {
         },
         |(id, ..)| get_device(id),
     );
-    let clients = Resource::new(|| (), |_| list_client_options());
+    let clients = crate::codec::resource(|| (), |_| list_client_options());
     let created = move || query.read().get("created").is_some();
     // What the last change did; a change under way clears what an earlier one said.
     let notice = RwSignal::new(None::<String>);

@@ -56,7 +56,7 @@ pub fn MonthPage() -> impl IntoView {
 }
 
 /// The figures the page shows. Made by the page, outside `Gate` (see `Gate`).
-fn history(span: Span) -> Resource<Result<History, AppError>> {
+fn history(span: Span) -> Resource<Result<History, AppError>, crate::codec::Json> {
     let params = use_params_map();
     let query = use_query_map();
     let live = use_live();
@@ -68,7 +68,7 @@ fn history(span: Span) -> Resource<Result<History, AppError>> {
         live.overlays
             .with(|m| m.get(&device).and_then(|o| o.last.as_ref().map(|l| l.t_ms)))
     });
-    Resource::new(
+    crate::codec::resource(
         move || (id.get(), period.get(), latest.get()),
         move |(id, period, _)| async move {
             match span {
@@ -80,7 +80,10 @@ fn history(span: Span) -> Resource<Result<History, AppError>> {
 }
 
 #[component]
-fn HistoryView(span: Span, history: Resource<Result<History, AppError>>) -> impl IntoView {
+fn HistoryView(
+    span: Span,
+    history: Resource<Result<History, AppError>, crate::codec::Json>,
+) -> impl IntoView {
     let auth = use_auth();
     let back = move || match auth.user.get() {
         Some(Ok(Some(user))) if user.role == Role::Admin => ("/admin/live", "← Live"),

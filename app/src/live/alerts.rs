@@ -133,7 +133,7 @@ pub fn AlertsPage() -> impl IntoView {
     let page = crate::ui::use_page_query();
     let unread_only = Memo::new(move |_| query.read().get("show").as_deref() == Some("unread"));
     let mark = ServerAction::<MarkAlertsRead>::new();
-    let alerts = Resource::new(
+    let alerts = crate::codec::resource(
         move || {
             (
                 page.get(),
@@ -155,7 +155,7 @@ pub fn AlertsPage() -> impl IntoView {
 fn AlertCentre(
     unread_only: Memo<bool>,
     mark: ServerAction<MarkAlertsRead>,
-    alerts: Resource<Result<AlertList, AppError>>,
+    alerts: Resource<Result<AlertList, AppError>, crate::codec::Json>,
 ) -> impl IntoView {
     let auth = use_auth();
     // The badge follows the marking through the socket (in this tab as in the others).

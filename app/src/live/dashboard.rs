@@ -262,7 +262,7 @@ pub fn AdminLivePage() -> impl IntoView {
 #[derive(Clone, Copy)]
 struct LiveQuery {
     owner: Memo<String>,
-    devices: Resource<Result<LiveDevices, AppError>>,
+    devices: Resource<Result<LiveDevices, AppError>, crate::codec::Json>,
 }
 
 impl LiveQuery {
@@ -271,7 +271,7 @@ impl LiveQuery {
         let query = use_query_map();
         let owner = Memo::new(move |_| query.read().get("owner").unwrap_or_else(|| "all".into()));
         let page = crate::ui::use_page_query();
-        let devices = Resource::new(
+        let devices = crate::codec::resource(
             move || (owner.get(), page.get(), live.devices_version.get()),
             |(owner, page, _)| list_live_devices(Some(owner), Some(page)),
         );

@@ -145,7 +145,7 @@ mod browser {
             let Some(text) = e.data().as_string() else {
                 return;
             };
-            let Ok(frame) = serde_json::from_str::<Frame>(&text) else {
+            let Ok(frame) = serde_json::from_slice::<Frame>(text.as_bytes()) else {
                 leptos::logging::warn!("live: a frame that is not understood was ignored");
                 return;
             };

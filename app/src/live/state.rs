@@ -5,7 +5,6 @@
 use std::collections::{HashMap, VecDeque};
 
 use leptos::prelude::*;
-use leptos_router::components::A;
 use uuid::Uuid;
 
 use super::{get_live_summary, EpisodeEvent, Frame, LiveEvent, LiveSummary, ReadingEvent};
@@ -78,7 +77,7 @@ pub fn now_ms() -> i64 {
 
 /// The unread count and live position for the signed-in user (`None`: anonymous).
 #[derive(Clone, Copy)]
-pub struct Summary(pub Resource<Result<Option<LiveSummary>, AppError>>);
+pub struct Summary(pub Resource<Result<Option<LiveSummary>, AppError>, crate::codec::Json>);
 
 impl Live {
     fn new() -> Live {
@@ -101,7 +100,7 @@ impl Live {
     /// user is signed in.
     pub fn provide(auth: Auth) -> Live {
         let live = Live::new();
-        let summary = Summary(Resource::new(
+        let summary = Summary(crate::codec::resource(
             move || {
                 (
                     auth.login.version().get(),
@@ -300,12 +299,14 @@ pub fn UnreadBadge() -> impl IntoView {
         n => format!("Alerts, {n} unread"),
     };
     view! {
-        <A href="/alerts" attr:class="bell" attr:aria-label=label>
+        // A plain `<a>` (the router handles clicks on every link): the router's `<A>`, with
+        // its own code for each use, made the first module larger.
+        <a href="/alerts" class="bell" aria-label=label>
             "Alerts"
             <span class="count" data-testid="unread-count" hidden=move || unread() == 0>
                 {count}
             </span>
-        </A>
+        </a>
     }
 }
 
