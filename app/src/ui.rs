@@ -51,44 +51,83 @@ pub fn Header() -> impl IntoView {
                     if let Ok(Some(summary)) = summary.0.await {
                         live.adopt(&summary);
                     }
-                    // The router's `<A>` for `aria-current`: plain links marked by a closure of
-                    // our own made the first module 16 kB (brotli) larger, measured.
-                    let links = match user.role {
-                        Role::Admin => view! {
-                            <A href="/admin/live">"Live"</A>
-                            <A href="/admin/accounts">"Accounts"</A>
-                            <A href="/admin/devices">"Devices"</A>
-                            <A href="/admin/dead-letters">"Dead letters"</A>
-                        }
-                            .into_any(),
-                        Role::Client => view! { <A href="/dashboard">"My devices"</A> }.into_any(),
-                    };
-                    Some(view! {
-                        <nav class="mainnav" aria-label="Main">{links}</nav>
-                        <div class="whoami">
-                            <ConnectionBadge/>
-                            <UnreadBadge/>
-                            <a href="/account" class="user-name" title="Your account">
-                                {user.display_name.clone()}
-                            </a>
-                            <span class="badge">{user.role.as_str()}</span>
-                            // A plain form (see `LoginPage` on why not `ActionForm`).
-                            <form
-                                action=Logout::url()
-                                method="post"
-                                on:submit=move |ev: leptos::ev::SubmitEvent| {
-                                    ev.prevent_default();
-                                    auth.logout.dispatch(Logout {});
-                                }
-                            >
-                                <button type="submit" class="link">"Sign out"</button>
-                            </form>
-                        </div>
-                    })
+                    Some(signed_in_header(user, auth).await)
                 })}
             </Transition>
         </header>
     }
+}
+
+/// Whether the page on screen came from the server with the signed-in header: the browser then
+/// loads that header's chunk ([`preload_signed_in_header`]) before it hydrates the page.
+#[cfg(target_arch = "wasm32")]
+pub fn signed_in_header_shown() -> bool {
+    document()
+        .query_selector("header .whoami")
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+/// Loads the chunk of [`signed_in_header`] (nothing to load in a build that is not split).
+///
+/// Hydration must not wait for it: a `Suspend` whose future is not ready when hydration reaches
+/// it renders its fallback over the server's HTML, and the page breaks. So the browser loads it
+/// first when the server's page shows a signed-in header; the function is then ready at once.
+pub async fn preload_signed_in_header() {
+    #[cfg(all(feature = "hydrate", not(feature = "csr")))]
+    __preload_signed_in_header().await;
+}
+
+/// The header's part for a signed-in user: navigation, connection and unread badges, the
+/// account link and sign-out. A chunk of its own (`#[lazy]`), as only signed-in pages show it.
+#[cfg(not(feature = "csr"))]
+#[leptos::lazy]
+fn signed_in_header(user: crate::auth::CurrentUser, auth: crate::auth::Auth) -> AnyView {
+    signed_in_header_view(user, auth)
+}
+
+#[cfg(feature = "csr")]
+async fn signed_in_header(user: crate::auth::CurrentUser, auth: crate::auth::Auth) -> AnyView {
+    signed_in_header_view(user, auth)
+}
+
+fn signed_in_header_view(user: crate::auth::CurrentUser, auth: crate::auth::Auth) -> AnyView {
+    // The router's `<A>` for `aria-current`: plain links marked by a closure of our own made
+    // the first module 16 kB (brotli) larger, measured.
+    let links = match user.role {
+        Role::Admin => view! {
+            <A href="/admin/live">"Live"</A>
+            <A href="/admin/accounts">"Accounts"</A>
+            <A href="/admin/devices">"Devices"</A>
+            <A href="/admin/dead-letters">"Dead letters"</A>
+        }
+        .into_any(),
+        Role::Client => view! { <A href="/dashboard">"My devices"</A> }.into_any(),
+    };
+    view! {
+        <nav class="mainnav" aria-label="Main">{links}</nav>
+        <div class="whoami">
+            <ConnectionBadge/>
+            <UnreadBadge/>
+            <a href="/account" class="user-name" title="Your account">
+                {user.display_name.clone()}
+            </a>
+            <span class="badge">{user.role.as_str()}</span>
+            // A plain form (see `LoginPage` on why not `ActionForm`).
+            <form
+                action=Logout::url()
+                method="post"
+                on:submit=move |ev: leptos::ev::SubmitEvent| {
+                    ev.prevent_default();
+                    auth.logout.dispatch(Logout {});
+                }
+            >
+                <button type="submit" class="link">"Sign out"</button>
+            </form>
+        </div>
+    }
+    .into_any()
 }
 
 /// A failed request, in words the user can act on.

@@ -2,12 +2,17 @@
 //! from scratch for the Trunk dev loop.
 
 /// Hydration waits for the chunk of the page on screen (see `app::pages`) before it takes over,
-/// so `data-hydrated` is set once the page is live, not when the main module starts.
+/// so `data-hydrated` is set once the page is live, not when the main module starts. A page
+/// the server rendered for a signed-in user also needs the header's chunk, loaded first (see
+/// `app::ui::preload_signed_in_header`).
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     wasm_bindgen_futures::spawn_local(async {
+        if app::ui::signed_in_header_shown() {
+            app::ui::preload_signed_in_header().await;
+        }
         let body = leptos::prelude::document()
             .body()
             .expect("the page has a <body>");
@@ -37,3 +42,22 @@ fn mark_interactive() {
         let _ = body.set_attribute("data-hydrated", "");
     }
 }
+
+/// Room for cargo-leptos's wasm-split to lay out the read-only data (`.rodata`) per module.
+///
+/// wasm-split gives each output module (the main module, each page's chunk) its own part of the
+/// read-only data segment, re-laid out module by module. When padding for alignment makes the
+/// re-laid segment even a few bytes longer than the linker's, it gives up and puts the whole
+/// segment in the main module ("Overlong segment 0 by 40 after relocation, putting it in main
+/// module": wasm_split_cli_support 0.2.3, `emit.rs`): every page's strings and tables, about
+/// 54 kB, then travel with the first page. Whether that happens depended on the build, so the
+/// first page's size jumped by up to 20 kB (brotli) with changes that added no code.
+///
+/// This static is kept by the linker (`#[used]`) but referenced by no code, so wasm-split puts it
+/// in no module: its bytes are never emitted, and its length is slack that absorbs the padding.
+/// The segment is laid out per module (about 165 of them, each aligned to 8 bytes), so the
+/// padding stays under 2 KiB; 4 KiB leaves room. Its bytes are not zero so that it stays in
+/// `.rodata` rather than `.bss`.
+#[cfg(all(feature = "hydrate", target_arch = "wasm32"))]
+#[used]
+static SPLIT_DATA_SLACK: [u8; 4096] = [0xa5; 4096];

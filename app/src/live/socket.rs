@@ -90,6 +90,9 @@ mod browser {
     }
 
     pub fn start(live: Live, auth: Auth) {
+        if live.toasts_view.get_untracked().is_none() {
+            live.toasts_view.set(Some(crate::live::state::toast_list));
+        }
         let already = SOCKET.with_borrow_mut(|s| std::mem::replace(&mut s.wanted, true));
         if !already {
             connect(live, auth);

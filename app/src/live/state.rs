@@ -36,6 +36,9 @@ pub struct Toast {
     pub episode: EpisodeEvent,
 }
 
+/// Draws the toasts of a page's live state (see [`Live::toasts_view`]).
+pub type DrawToasts = fn(Live) -> AnyView;
+
 /// How many alert ids a tab remembers to drop repeats.
 const SEEN_ALERTS: usize = 512;
 /// Toasts on screen at most; older ones give way.
@@ -48,6 +51,10 @@ pub struct Live {
     pub unread: RwSignal<Option<i64>>,
     pub overlays: RwSignal<HashMap<Uuid, Overlay>>,
     pub toasts: RwSignal<Vec<Toast>>,
+    /// Draws the toasts; set by the socket's code when it starts ([`toast_list`]). Toasts come
+    /// only from the socket, so their view (and its number formatting) travels in the socket's
+    /// chunk instead of the first module every visitor loads.
+    pub toasts_view: RwSignal<Option<DrawToasts>>,
     /// Bumped when devices were assigned, changed or deleted, or after a reconnect: device
     /// lists reload.
     pub devices_version: RwSignal<u64>,
@@ -86,6 +93,7 @@ impl Live {
             unread: RwSignal::new(None),
             overlays: RwSignal::new(HashMap::new()),
             toasts: RwSignal::new(Vec::new()),
+            toasts_view: RwSignal::new(None),
             devices_version: RwSignal::new(0),
             alerts_version: RwSignal::new(0),
             now: RwSignal::new(now_ms()),
@@ -310,21 +318,27 @@ pub fn UnreadBadge() -> impl IntoView {
     }
 }
 
-/// Peak toasts, newest last, in a polite live region.
+/// Peak toasts, newest last, in a polite live region (drawn by [`Live::toasts_view`]).
 #[component]
 pub fn Toasts() -> impl IntoView {
     let live = use_live();
     view! {
         <div class="toasts" role="status" aria-live="polite">
-            {move || {
-                live.toasts
-                    .get()
-                    .into_iter()
-                    .map(|toast| view! { <ToastView toast/> })
-                    .collect_view()
-            }}
+            {move || live.toasts_view.get().map(|draw| draw(live))}
         </div>
     }
+}
+
+/// The toasts' view, for [`Live::toasts_view`].
+pub fn toast_list(live: Live) -> AnyView {
+    (move || {
+        live.toasts
+            .get()
+            .into_iter()
+            .map(|toast| view! { <ToastView toast/> })
+            .collect_view()
+    })
+    .into_any()
 }
 
 #[component]
