@@ -307,8 +307,8 @@ pub fn UnreadBadge() -> impl IntoView {
         n => format!("Alerts, {n} unread"),
     };
     view! {
-        // A plain `<a>` (the router handles clicks on every link): the router's `<A>`, with
-        // its own code for each use, made the first module larger.
+        // A plain `<a>`: the router handles clicks on every link, and the bell needs no
+        // `aria-current`.
         <a href="/alerts" class="bell" aria-label=label>
             "Alerts"
             <span class="count" data-testid="unread-count" hidden=move || unread() == 0>
