@@ -20,6 +20,8 @@ pub mod entities;
 #[cfg(feature = "ssr")]
 pub mod memo;
 #[cfg(feature = "ssr")]
+pub mod preload;
+#[cfg(feature = "ssr")]
 pub mod sql;
 #[cfg(feature = "ssr")]
 pub mod state;
@@ -90,9 +92,13 @@ pub mod pages {
 
             impl ChooseView for Page {
                 async fn choose(self) -> AnyView {
-                    match self {
+                    let view = match self {
                         $(Page::$route => $view().await,)*
-                    }
+                    };
+                    // The server names the page's chunks in its head (`crate::preload`).
+                    #[cfg(feature = "ssr")]
+                    crate::preload::claim();
+                    view
                 }
 
                 // The router awaits this before it hydrates the page: without it, the page's

@@ -51,7 +51,11 @@ pub fn Header() -> impl IntoView {
                     if let Ok(Some(summary)) = summary.0.await {
                         live.adopt(&summary);
                     }
-                    Some(signed_in_header(user, auth).await)
+                    let header = signed_in_header(user, auth).await;
+                    // The server names the header's chunks in the page's head.
+                    #[cfg(feature = "ssr")]
+                    crate::preload::claim();
+                    Some(header)
                 })}
             </Transition>
         </header>

@@ -1,7 +1,9 @@
 import { Browser } from "@playwright/test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { brotliCompressSync, constants } from "node:zlib";
 import { expect, test } from "./fixtures";
-import { ADMIN, ADMIN_PASSWORD, CLIENT_PASSWORD, call, open, unique } from "./support";
+import { ADMIN, ADMIN_PASSWORD, CLIENT_PASSWORD, SITE_ROOT, call, open, unique } from "./support";
 
 /**
  * The wasm each page downloads on a first visit (empty cache), as brotli at quality 11. The
@@ -96,5 +98,52 @@ test("each page's first load downloads its own chunks; sign-in downloads the mai
   for (const load of others) {
     expect(load.files.has("/pkg/energy.wasm"), `${load.path} loads the main module`).toBeTruthy();
     expect(load.files.size, `${load.path} loads chunks beside the main module`).toBeGreaterThan(1);
+  }
+});
+
+/**
+ * The server names a signed-in page's chunks in its head (`server::preload`, from the lazy
+ * functions the render called), so the browser fetches them beside the main module. Oracle:
+ * the split manifest the build wrote, read here: the chunks of the dashboard page and of the
+ * signed-in header, each linked once, and the split loader.
+ */
+test("a signed-in page's head names each chunk of its page and header once", async ({ playwright, baseURL }) => {
+  const base = baseURL!;
+  const manifest: Record<string, string[]> = JSON.parse(
+    readFileSync(join(SITE_ROOT, "pkg", "__wasm_split_manifest.json"), "utf8"),
+  );
+  const needed = new Set<string>();
+  for (const [name, chunks] of Object.entries(manifest)) {
+    if (name.startsWith("dashboard_page_") || name.startsWith("signed_in_header_")) {
+      chunks.forEach((chunk) => needed.add(`/pkg/${chunk}.wasm`));
+    }
+  }
+  expect(needed.size, "the manifest has the dashboard's and the header's chunks").toBeGreaterThan(0);
+
+  const api = await playwright.request.newContext();
+  await call(api, base, "login", { username: ADMIN, password: ADMIN_PASSWORD });
+  const client = unique("preload");
+  await call(api, base, "create_account", {
+    username: client, display_name: "Pia Preload", password: CLIENT_PASSWORD,
+  });
+  await api.dispose();
+  const owner = await playwright.request.newContext();
+  try {
+    await call(owner, base, "login", { username: client, password: CLIENT_PASSWORD });
+    const html = await (await owner.get(`${base}/dashboard`)).text();
+    const [head, body] = html.split("</head>");
+    const linked = [...head.matchAll(/<link rel="preload" href="([^"]+)" as="fetch" type="application\/wasm"[^>]*>/g)]
+      .map((m) => m[1])
+      .filter((href) => href !== "/pkg/energy.wasm");
+    expect(new Set(linked).size, "each chunk linked once").toBe(linked.length);
+    expect(new Set(linked)).toEqual(needed);
+    expect(head, "the split loader is preloaded").toContain('<link rel="modulepreload" href="/pkg/__wasm_split.');
+    expect(body, "no chunk links in the body").not.toContain('as="fetch"');
+
+    // The sign-in page calls no lazy function: it names no chunk.
+    const login = await (await playwright.request.newContext()).get(`${base}/login`);
+    expect(await login.text()).not.toContain("/pkg/chunk_");
+  } finally {
+    await owner.dispose();
   }
 });

@@ -75,7 +75,7 @@ export async function loginWithoutScript(page: Page, username: string, password:
 
 const SERVER = process.env.E2E_SERVER_BIN ?? "../target/release/server";
 const SIMULATOR = process.env.E2E_SIMULATOR_BIN ?? "../target/release/simulator";
-const SITE_ROOT = process.env.E2E_SITE_ROOT ?? "../target/site";
+export const SITE_ROOT = process.env.E2E_SITE_ROOT ?? "../target/site";
 const AMQP_URL = process.env.E2E_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672/%2f";
 const LIVE_ADMIN = "live-admin";
 const LIVE_ADMIN_PASSWORD = "live-admin-password";

@@ -3,7 +3,8 @@
 //! (its demo feed adds a reading per device every 10 s); 32 keep-alive connections ask for the
 //! sign-in page, then for a client's dashboard with that client's session, for
 //! `PAGES_BENCH_SECS` (5) each. The load comes from this process (reqwest) on the same cores, so
-//! the figures are lower than wrk's; their ratio is the point.
+//! the figures are lower than wrk's; their ratio is the point. With the release build's split
+//! site in `target/site` (CI builds it first), pages carry their chunk links as users get them.
 //!
 //! `cargo bench -p server --bench pages`
 
@@ -30,9 +31,25 @@ impl Drop for Server {
     }
 }
 
-fn start(database: &str) -> Server {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
-        .env_clear()
+/// The split site of `cargo leptos build --release --split`, if there is one: with it, pages name
+/// their chunks in their head as users get them (130 links on a client's dashboard).
+fn split_site() -> Option<std::path::PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let site = target.join("site");
+    site.join("pkg/__wasm_split_manifest.json")
+        .is_file()
+        .then_some(site)
+}
+
+fn start(database: &str, site: Option<&std::path::Path>) -> Server {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_server"));
+    command.env_clear();
+    if let Some(site) = site {
+        command.env("LEPTOS_SITE_ROOT", site);
+    }
+    let mut child = command
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", database)
         .env("DEMO", "1")
@@ -132,7 +149,8 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("energy-pages-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let database = format!("sqlite://{}/energy.db?mode=rwc", dir.display());
-    let server = start(&database);
+    let site = split_site();
+    let server = start(&database, site.as_deref());
     let (username, password) = server
         .logins
         .iter()
@@ -151,6 +169,35 @@ async fn main() {
         "pages, release server on SQLite, {CONNECTIONS} connections, {secs} s each, {cores} cores \
          shared with the load generator:"
     );
+    match &site {
+        Some(site) => {
+            // The page measured is the one users get: with its chunks named in its head.
+            let page = reqwest::Client::new()
+                .get(format!("{}/dashboard", server.address))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let head = page.split("</head>").next().unwrap_or_default();
+            let links = head
+                .matches(r#"type="application/wasm" crossorigin>"#)
+                .count();
+            assert!(
+                links > 0,
+                "the dashboard names none of its chunks in its head"
+            );
+            println!(
+                "  site {} (split): the dashboard's head names {links} chunks",
+                site.display()
+            );
+        }
+        None => println!(
+            "  no split site (cargo leptos build --release --split): pages carry no chunk links"
+        ),
+    }
     let anonymous = hammer(&server.address, "/login", None, during).await;
     println!("  /login, anonymous:              {anonymous}");
     let signed_in = hammer(&server.address, "/dashboard", Some(&cookie), during).await;

@@ -11,6 +11,7 @@ pub mod history;
 pub mod live;
 pub mod metering;
 pub mod origin;
+pub mod preload;
 pub mod security_headers;
 pub mod session_store;
 pub mod startup;

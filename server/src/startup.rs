@@ -345,12 +345,23 @@ fn router(
     ws: Arc<WsContext>,
 ) -> Router {
     let routes = route_list();
+    // File names without hashes (`hash-files` is not set: the split loader's name is fixed).
+    let site_root = std::path::Path::new(state.leptos_options.site_root.as_ref());
+    let preloads =
+        match crate::preload::Preloads::load(site_root, &state.leptos_options.site_pkg_dir) {
+            Ok(preloads) => preloads.map(Arc::new),
+            Err(e) => {
+                tracing::error!("{e:#}; pages are served without preloading their chunks");
+                None
+            }
+        };
     let context = {
         let state = state.clone();
         move || {
             provide_context(state.clone());
             provide_context(app::auth::ssr::RequestUser::default());
             app::csp::note_page_nonce();
+            app::preload::provide_slot();
         }
     };
     let shell = {
@@ -416,6 +427,11 @@ fn router(
             AppState,
             _,
         >(context, shell_fn))
+        // Inside the compression layer: it adds to the page's HTML as rendered.
+        .layer(middleware::from_fn_with_state(
+            preloads,
+            crate::preload::add,
+        ))
         .layer(middleware::from_fn(api_status::map_error_status))
         .layer(middleware::from_fn(no_store_for_pages))
         .layer(sessions)
