@@ -36,10 +36,10 @@ impl<T: DeserializeOwned> Decoder<T> for Json {
 /// A resource with the [`Json`] codec; otherwise `Resource::new`.
 ///
 /// On the server the fetcher's future is boxed as soon as it is made. A server function's
-/// future there is the whole call (session, cache, database query: tens of kilobytes of
-/// state), and `Resource` moves the future it is given by value through several wrappers
-/// before it boxes it; those copies were a third of the instructions of an anonymous page
-/// (callgrind, 200 requests of `/login`). Boxed first, each move copies a pointer. The browser's
+/// future there is the whole call (session, cache, a database query's state: kilobytes), and
+/// `Resource` moves the future it is given by value through several wrappers before it boxes
+/// it; those copies were nearly a third of the instructions of an anonymous page (callgrind,
+/// 200 requests of `/login`). Boxed first, each move copies a pointer. The browser's
 /// futures are small fetches, so the wasm keeps them unboxed.
 #[track_caller]
 pub fn resource<T, S, Fut>(

@@ -32,7 +32,7 @@ impl Drop for Server {
 }
 
 /// The split site of `cargo leptos build --release --split`, if there is one: with it, pages name
-/// their chunks in their head as users get them (130 links on a client's dashboard).
+/// their chunks in their head as users get them (106 on a client's dashboard).
 fn split_site() -> Option<std::path::PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
