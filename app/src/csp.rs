@@ -62,12 +62,13 @@ pub struct PageNonce(pub std::sync::Arc<std::sync::OnceLock<String>>);
 /// first thing in every render, on the render's root owner, where the request's contexts were
 /// just provided.
 pub fn note_page_nonce() {
-    if let (Some(nonce), Some(parts)) = (
-        leptos::nonce::use_nonce(),
-        use_context::<http::request::Parts>(),
-    ) {
-        if let Some(slot) = parts.extensions.get::<PageNonce>() {
-            let _ = slot.0.set(nonce.to_string());
-        }
+    // `with_context` borrows the request's parts; `use_context` would clone its headers and
+    // extensions on every render.
+    if let Some(nonce) = leptos::nonce::use_nonce() {
+        with_context::<http::request::Parts, _>(|parts| {
+            if let Some(slot) = parts.extensions.get::<PageNonce>() {
+                let _ = slot.0.set(nonce.to_string());
+            }
+        });
     }
 }

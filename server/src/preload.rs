@@ -23,17 +23,16 @@ use futures_lite::StreamExt;
 use app::preload::PreloadSlot;
 
 /// The chunks of each lazy function, and the links made so far by set of functions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Preloads {
     /// `/pkg`, where the chunks are served.
     pkg: String,
-    /// The split loader's module, preloaded with the chunks (as Leptos does).
-    loader: String,
     chunks: HashMap<String, Vec<String>>,
     made: RwLock<HashMap<Vec<&'static str>, Bytes>>,
 }
 
-/// The split loader's file name when file names carry no hash (`hash-files` off, as here).
+/// The split loader's module, preloaded with the chunks (as Leptos does); its file name when file
+/// names carry no hash (`hash-files` off, as here).
 const LOADER: &str = "__wasm_split.______________________.js";
 
 impl Preloads {
@@ -54,7 +53,6 @@ impl Preloads {
     pub fn new(pkg: &str, chunks: HashMap<String, Vec<String>>) -> Preloads {
         Preloads {
             pkg: pkg.to_owned(),
-            loader: LOADER.to_owned(),
             chunks,
             made: RwLock::default(),
         }
@@ -90,8 +88,8 @@ impl Preloads {
         }
         if !chunks.is_empty() {
             html.push_str(&format!(
-                r#"<link rel="modulepreload" href="{}/{}" crossorigin>"#,
-                self.pkg, self.loader
+                r#"<link rel="modulepreload" href="{}/{LOADER}" crossorigin>"#,
+                self.pkg
             ));
         }
         let links = Bytes::from(html);
