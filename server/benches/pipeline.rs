@@ -270,10 +270,11 @@ async fn main() {
          ({peaks} peaks, {batches} batches, {:.0} readings per batch)",
         n as f64 / batches.max(1) as f64
     );
-    // (c) on the same devices and feed as (b), a fifth as long: one commit per message makes it
-    // about 15 times slower than (b), so the whole feed was half of this benchmark's time (two
-    // minutes of every CI run) for a rate that a fifth of it measures as well (a per-message
-    // commit's cost does not grow with the table at these sizes).
+    // (c) on as many devices and the same kind of feed as (b), a fifth as long: one commit per
+    // message makes it about 15 times slower than (b), so the whole feed was half of this
+    // benchmark's time (two minutes of every CI run) for a rate that a fifth of it measures as
+    // well: a per-message commit's cost does not grow with the table at these sizes (979-1,467/s
+    // on 5,000 readings, 1,149-1,296/s on 100,000; docs/benchmarks.md).
     let c_per_device = (per_device / 5).max(10);
     let c_n = c_per_device * n_devices as u64;
     let c = naive(n_devices, c_per_device).await;
